@@ -2,6 +2,7 @@
  * values (tools/golden/norm_act.py), finite differences, and naive references on tensors large enough to
  * take the OpenMP path. */
 #include "check.h"
+#include "core/params.h"
 #include "golden.h"
 #include "gradcheck.h"
 #include "ops/ops.h"
@@ -336,6 +337,50 @@ static void test_large_vs_reference(void) {
     lt_graph_destroy(g);
 }
 
+/* Backward adds into parameter gradients (graph gradients are zeroed by the graph, parameters are not):
+ * a position embedding broadcast over the batch, and a parameter multiplied in, backpropagated twice. */
+static void test_param_grads_accumulate(void) {
+    lt_params p;
+    lt_params_init(&p);
+    lt_err err = {{0}};
+    int64_t s3[3] = {4, 3, 5}, s2[2] = {3, 5};
+    lt_tensor *pos = lt_params_add(&p, "pos", s2, 2, LT_PARAM_TRAINABLE, &err);
+    lt_tensor *gain = lt_params_add(&p, "gain", s3, 3, LT_PARAM_TRAINABLE, &err);
+    lt_tensor *sc = lt_params_add(&p, "scaled", s3, 3, LT_PARAM_TRAINABLE, &err);
+    CHECK(lt_params_alloc(&p, &err) == LT_OK);
+    lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
+    lt_tensor *x = lt_graph_input(g, "x", s3, 3, 0);
+    lt_tensor *y = lt_add(g, lt_mul(g, lt_add(g, x, pos), gain), lt_scale(g, sc, -2.0f));
+    lt_graph_keep(g, y);
+    CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
+    if (y && y->data) {
+        for (int64_t i = 0; i < 60; i++) {
+            x->data[i] = (float)i * 0.1f;
+            gain->data[i] = 1.0f + (float)(i % 3);
+        }
+        for (int64_t i = 0; i < 15; i++)
+            pos->data[i] = -(float)i;
+        lt_graph_forward(g);
+        lt_graph_backward(g, y, NULL);
+        lt_graph_backward(g, y, NULL);
+        float want_pos[15], want_gain[60], want_sc[60];
+        for (int64_t j = 0; j < 15; j++) {
+            want_pos[j] = 0;
+            for (int64_t r = 0; r < 4; r++)
+                want_pos[j] += 2.0f * gain->data[r * 15 + j];
+        }
+        for (int64_t i = 0; i < 60; i++) {
+            want_gain[i] = 2.0f * (x->data[i] + pos->data[i % 15]);
+            want_sc[i] = -4.0f;
+        }
+        CHECK_CLOSE("accumulated d pos", pos->grad, want_pos, 15, 1e-5, 1e-6);
+        CHECK_CLOSE("accumulated d gain", gain->grad, want_gain, 60, 1e-5, 1e-6);
+        CHECK_CLOSE("accumulated d scaled", sc->grad, want_sc, 60, 1e-5, 1e-6);
+    }
+    lt_graph_destroy(g);
+    lt_params_free(&p);
+}
+
 /* ---- builder validation and planner flags ---- */
 
 static void test_errors_and_flags(void) {
@@ -391,6 +436,7 @@ int main(void) {
     test_softmax_extremes();
     test_dropout();
     test_large_vs_reference();
+    test_param_grads_accumulate();
     test_errors_and_flags();
     golden_free(&gf);
     return check_summary("test_activation");

@@ -410,11 +410,16 @@ static void test_layernorm_golden(void) {
         char name[32];
         lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
         int64_t cs[1] = {C};
+        lt_err err = {{0}};
+        /* weight and bias in a parameter store, whose gradients accumulate across backward calls */
+        lt_params p;
+        lt_params_init(&p);
+        lt_tensor *w = lt_params_add(&p, "ln.weight", cs, 1, LT_PARAM_TRAINABLE, &err);
+        lt_tensor *b = lt_params_add(&p, "ln.bias", cs, 1, LT_PARAM_TRAINABLE, &err);
+        CHECK(lt_params_alloc(&p, &err) == LT_OK);
         lt_tensor *x = lt_graph_input(g, "x", shapes[k], ndims[k], 1);
-        lt_tensor *w = lt_graph_input(g, "w", cs, 1, 1), *b = lt_graph_input(g, "b", cs, 1, 1);
         lt_tensor *y = lt_layernorm(g, x, w, b, eps[k]);
         lt_graph_keep(g, y);
-        lt_err err = {{0}};
         CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
         if (y && y->data) {
 #define NAME(s) (snprintf(name, sizeof name, "%s_%s", tags[k], s), name)
@@ -427,9 +432,18 @@ static void test_layernorm_golden(void) {
             expect(NAME("dx"), x->grad, x->numel, 1e-5, 1e-4);
             expect(NAME("dw"), w->grad, C, 1e-5, 1e-5);
             expect(NAME("db"), b->grad, C, 1e-5, 1e-5);
+            /* a second backward adds the same gradients again */
+            lt_graph_backward(g, y, gdata(NAME("dy")));
+            for (int64_t i = 0; i < C; i++) {
+                w->grad[i] *= 0.5f;
+                b->grad[i] *= 0.5f;
+            }
+            expect(NAME("dw"), w->grad, C, 1e-5, 1e-5);
+            expect(NAME("db"), b->grad, C, 1e-5, 1e-5);
 #undef NAME
         }
         lt_graph_destroy(g);
+        lt_params_free(&p);
     }
 }
 

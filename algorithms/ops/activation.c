@@ -30,7 +30,7 @@ static void relu_forward(float *out, const float *x, int64_t n) {
 static void relu_backward(float *dx, const float *dout, const float *out, int64_t n) {
 #pragma omp parallel for if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        if (out[i] > 0.0f) dx[i] += dout[i];
+        dx[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 static void relu_fw(lt_node *n, const lt_exec *ex) {
