@@ -1,0 +1,383 @@
+/* norm.c - batch normalization (train / eval / frozen) and layer normalization.
+ *
+ * Statistics are accumulated in double with two passes (mean, then squared deviations), so inputs with a
+ * large offset (e.g. pixel values around 100) keep full float precision in the variance. Reductions are
+ * split over channels (or channel blocks), never over rows, so results do not depend on the thread count. */
+#include "ops.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* below this many elements a loop runs on one thread: forking costs more than it saves */
+#define NORM_PAR_MIN 32768
+/* channels reduced together in the layernorm weight/bias gradient (one block per thread at a time) */
+#define LN_BLOCK 32
+
+/* ---- batchnorm kernels ---- */
+
+/* Batch statistics of x (N, C, HW) per channel, as BatchNorm2d in training: mean (C) and rstd (C) =
+ * 1/sqrt(biased var + eps) for normalizing; running_mean/running_var (C, either may be NULL) move toward
+ * the mean and the *unbiased* variance var * n/(n-1). With n == 1 (one value per channel) PyTorch refuses
+ * to train; here the variance is 0, the output equals the bias and the running variance uses the biased
+ * value 0, so everything stays finite. */
+static void batchnorm_batch_stats(float *mean, float *rstd, float *running_mean, float *running_var,
+                                  const float *x, int64_t N, int64_t C, int64_t HW, float momentum,
+                                  float eps) {
+    const int64_t n = N * HW;
+#pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t b = 0; b < N; b++) {
+            const float *xp = x + (b * C + c) * HW; // (HW)
+            for (int64_t i = 0; i < HW; i++)
+                s += xp[i];
+        }
+        const double m = s / (double)n;
+        double ss = 0;
+        for (int64_t b = 0; b < N; b++) {
+            const float *xp = x + (b * C + c) * HW; // (HW)
+            for (int64_t i = 0; i < HW; i++) {
+                double d = xp[i] - m;
+                ss += d * d;
+            }
+        }
+        const double var = ss / (double)n;
+        mean[c] = (float)m;
+        rstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+        const double unbiased = n > 1 ? ss / (double)(n - 1) : var;
+        if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+        if (running_var) running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+}
+
+/* rstd (C) = 1/sqrt(running_var + eps) for eval mode; mean is the running mean itself. */
+static void batchnorm_running_rstd(float *mean, float *rstd, const float *running_mean,
+                                   const float *running_var, int64_t C, float eps) {
+    for (int64_t c = 0; c < C; c++) {
+        mean[c] = running_mean[c];
+        rstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+    }
+}
+
+/* out = (x - mean) * rstd * weight + bias, folded per channel into out = x * alpha + beta as PyTorch's CPU
+ * kernel does. x, out (N, C, HW); weight, bias (C) or NULL (affine=False). */
+static void batchnorm_forward(float *out, const float *x, const float *weight, const float *bias,
+                              const float *mean, const float *rstd, int64_t N, int64_t C, int64_t HW) {
+#pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
+    for (int64_t p = 0; p < N * C; p++) {
+        const int64_t c = p % C;
+        const float alpha = rstd[c] * (weight ? weight[c] : 1.0f);
+        const float beta = (bias ? bias[c] : 0.0f) - mean[c] * alpha;
+        const float *xp = x + p * HW; // (HW)
+        float *op = out + p * HW;     // (HW)
+        for (int64_t i = 0; i < HW; i++)
+            op[i] = xp[i] * alpha + beta;
+    }
+}
+
+/* Backward of batchnorm_forward. With batch statistics (train mode) mean and rstd depend on x, giving
+ * dx = weight * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)) per channel; with running statistics
+ * (eval mode) dx = weight * rstd * dout. dweight += sum(dout * xhat), dbias += sum(dout).
+ * dx (N, C, HW), dweight, dbias (C), each may be NULL; x is read only when dx (in train mode) or dweight is
+ * wanted, weight (C, or NULL meaning 1) only for dx. */
+static void batchnorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                               const float *weight, const float *mean, const float *rstd, int batch_stats,
+                               int64_t N, int64_t C, int64_t HW) {
+    const int64_t n = N * HW;
+    const int need_xhat_sum = dweight || (dx && batch_stats);
+#pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        const float m = mean[c], r = rstd[c];
+        double sum_dout = 0, sum_dout_xhat = 0;
+        for (int64_t b = 0; b < N; b++) {
+            const float *gp = dout + (b * C + c) * HW; // (HW)
+            const float *xp = x ? x + (b * C + c) * HW : NULL;
+            for (int64_t i = 0; i < HW; i++) {
+                sum_dout += gp[i];
+                if (need_xhat_sum) sum_dout_xhat += (double)gp[i] * (double)((xp[i] - m) * r);
+            }
+        }
+        if (dbias) dbias[c] += (float)sum_dout;
+        if (dweight) dweight[c] += (float)sum_dout_xhat;
+        if (!dx) continue;
+        const float k = r * (weight ? weight[c] : 1.0f);
+        const float mean_dout = batch_stats ? (float)(sum_dout / (double)n) : 0.0f;
+        const float mean_dout_xhat = batch_stats ? (float)(sum_dout_xhat / (double)n) : 0.0f;
+        for (int64_t b = 0; b < N; b++) {
+            const float *gp = dout + (b * C + c) * HW; // (HW)
+            float *dp = dx + (b * C + c) * HW;         // (HW)
+            if (batch_stats) {
+                const float *xp = x + (b * C + c) * HW; // (HW)
+                for (int64_t i = 0; i < HW; i++)
+                    dp[i] += k * (gp[i] - mean_dout - (xp[i] - m) * r * mean_dout_xhat);
+            } else {
+                for (int64_t i = 0; i < HW; i++)
+                    dp[i] += k * gp[i];
+            }
+        }
+    }
+}
+
+/* DETR's FrozenBatchNorm2d: scale = weight * rsqrt(running_var + eps), shift = bias - running_mean * scale,
+ * out = x * scale + shift, computed in that order to match it bit for bit where possible.
+ * scale (C) is saved for backward. */
+static void batchnorm_frozen_forward(float *out, float *scale, const float *x, const float *weight,
+                                     const float *bias, const float *running_mean, const float *running_var,
+                                     int64_t N, int64_t C, int64_t HW, float eps) {
+    for (int64_t c = 0; c < C; c++)
+        scale[c] = (weight ? weight[c] : 1.0f) * (1.0f / sqrtf(running_var[c] + eps));
+#pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
+    for (int64_t p = 0; p < N * C; p++) {
+        const int64_t c = p % C;
+        const float s = scale[c], shift = (bias ? bias[c] : 0.0f) - running_mean[c] * s;
+        const float *xp = x + p * HW; // (HW)
+        float *op = out + p * HW;     // (HW)
+        for (int64_t i = 0; i < HW; i++)
+            op[i] = xp[i] * s + shift;
+    }
+}
+
+/* backward of out = x * scale + shift: dx += dout * scale. */
+static void batchnorm_frozen_backward(float *dx, const float *dout, const float *scale, int64_t N, int64_t C,
+                                      int64_t HW) {
+#pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
+    for (int64_t p = 0; p < N * C; p++) {
+        const float s = scale[p % C];
+        const float *gp = dout + p * HW; // (HW)
+        float *dp = dx + p * HW;         // (HW)
+        for (int64_t i = 0; i < HW; i++)
+            dp[i] += gp[i] * s;
+    }
+}
+
+/* ---- batchnorm op ---- */
+
+/* node: in = {x, weight, bias, running_mean, running_var} (weight, bias may be NULL), ip[0] = mode,
+ * fp[0] = momentum, fp[1] = eps. saved: train/eval (2C) = mean, rstd; frozen (C) = scale. */
+enum { BN_X, BN_W, BN_B, BN_RM, BN_RV };
+
+static float *data_or_null(const lt_tensor *t) {
+    return t ? t->data : NULL;
+}
+static float *grad_or_null(const lt_tensor *t) {
+    return t ? t->grad : NULL;
+}
+
+static void bn_fw(lt_node *n, const lt_exec *ex) {
+    const lt_tensor *x = n->in[BN_X];
+    const int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    const lt_bn_mode mode = (lt_bn_mode)n->ip[0];
+    float *w = data_or_null(n->in[BN_W]), *b = data_or_null(n->in[BN_B]);
+    float *rm = data_or_null(n->in[BN_RM]), *rv = data_or_null(n->in[BN_RV]);
+    if (mode == LT_BN_FROZEN) {
+        batchnorm_frozen_forward(n->out->data, n->saved, x->data, w, b, rm, rv, N, C, HW, n->fp[1]);
+        return;
+    }
+    float *mean = n->saved, *rstd = n->saved + C; // (C), (C)
+    if (mode == LT_BN_TRAIN)
+        batchnorm_batch_stats(mean, rstd, rm, rv, x->data, N, C, HW, n->fp[0], n->fp[1]);
+    else
+        batchnorm_running_rstd(mean, rstd, rm, rv, C, n->fp[1]);
+    batchnorm_forward(n->out->data, x->data, w, b, mean, rstd, N, C, HW);
+}
+
+static void bn_bw(lt_node *n, const lt_exec *ex) {
+    const lt_tensor *x = n->in[BN_X];
+    const int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    const lt_bn_mode mode = (lt_bn_mode)n->ip[0];
+    if (mode == LT_BN_FROZEN) {
+        if (x->grad) batchnorm_frozen_backward(x->grad, n->out->grad, n->saved, N, C, HW);
+        return;
+    }
+    float *dw = grad_or_null(n->in[BN_W]), *db = grad_or_null(n->in[BN_B]);
+    if (!x->grad && !dw && !db) return;
+    const int batch_stats = mode == LT_BN_TRAIN;
+    const int need_x = dw || (x->grad && batch_stats);
+    batchnorm_backward(x->grad, dw, db, n->out->grad, need_x ? x->data : NULL, data_or_null(n->in[BN_W]),
+                       n->saved, n->saved + C, batch_stats, N, C, HW);
+}
+
+static const lt_op bn_op = {"batchnorm2d", bn_fw, bn_bw};
+
+/* 1 when t is NULL or a (C) vector. */
+static int is_channel_vec(const lt_tensor *t, int64_t C) {
+    return !t || (t->ndim == 1 && t->shape[0] == C);
+}
+
+static int requires_grad(const lt_tensor *t) {
+    return t && t->requires_grad;
+}
+
+lt_tensor *lt_batchnorm2d(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias,
+                          lt_tensor *running_mean, lt_tensor *running_var, lt_bn_mode mode, float momentum,
+                          float eps) {
+    if (lt_graph_failed(g, &x, 1)) return NULL;
+    char sx[96], sp[96];
+    lt_shape_str(x->shape, x->ndim, sx, sizeof sx);
+    if (x->ndim != 4)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "batchnorm2d: input must be (N, C, H, W), got %s", sx);
+    if ((int)mode < 0 || mode >= LT_BN_MODE_COUNT)
+        return lt_graph_fail(g, LT_ERR_ARG, "batchnorm2d: unknown mode %d", (int)mode);
+    if (!(eps > 0.0f)) return lt_graph_fail(g, LT_ERR_ARG, "batchnorm2d: eps must be > 0, got %g", eps);
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+        return lt_graph_fail(g, LT_ERR_ARG, "batchnorm2d: momentum must be in [0, 1], got %g", momentum);
+    if (mode != LT_BN_TRAIN && (!running_mean || !running_var))
+        return lt_graph_fail(g, LT_ERR_ARG,
+                             "batchnorm2d: eval and frozen modes need running_mean and running_var");
+    const int64_t C = x->shape[1];
+    lt_tensor *vecs[4] = {weight, bias, running_mean, running_var};
+    static const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4; i++) {
+        if (is_channel_vec(vecs[i], C)) continue;
+        return lt_graph_fail(g, LT_ERR_SHAPE, "batchnorm2d: %s must be (%lld) for input %s, got %s", names[i],
+                             (long long)C, sx, lt_shape_str(vecs[i]->shape, vecs[i]->ndim, sp, sizeof sp));
+    }
+    /* the running statistics are state written by forward, not values gradients could flow into */
+    for (int i = 2; i < 4; i++)
+        if (requires_grad(vecs[i]))
+            return lt_graph_fail(g, LT_ERR_ARG, "batchnorm2d: %s '%s' must be a buffer (no gradient)",
+                                 names[i], vecs[i]->name);
+
+    lt_tensor *out = lt_graph_new_tensor(g, x->shape, x->ndim);
+    lt_tensor *in[5] = {x, weight, bias, running_mean, running_var};
+    lt_node *n = lt_graph_add_node(g, &bn_op, out, in, 5);
+    if (!n) return NULL;
+    n->ip[0] = mode;
+    n->fp[0] = momentum;
+    n->fp[1] = eps;
+    n->saved_numel = mode == LT_BN_FROZEN ? C : 2 * C;
+    n->bw_skip_out = 1;
+    n->bw_skip_in = (1u << BN_B) | (1u << BN_RM) | (1u << BN_RV);
+    const int dx = x->requires_grad, dw = requires_grad(weight);
+    if (mode == LT_BN_FROZEN) {
+        /* weight and bias are constants here even when the tensors are trainable elsewhere */
+        n->bw_skip_in |= (1u << BN_X) | (1u << BN_W);
+        out->requires_grad = dx;
+    } else {
+        const int need_x = dw || (dx && mode == LT_BN_TRAIN);
+        if (!need_x) n->bw_skip_in |= 1u << BN_X;
+        if (!dx) n->bw_skip_in |= 1u << BN_W;
+    }
+    return out;
+}
+
+/* ---- layernorm kernels ---- */
+
+/* out = (x - mean) * rstd * weight + bias over the last dimension. x, out (R, C); weight, bias (C) or NULL;
+ * mean, rstd (R) saved for backward. */
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                              const float *bias, int64_t R, int64_t C, float eps) {
+#pragma omp parallel for if (R * C > NORM_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xp = x + r * C; // (C)
+        float *op = out + r * C;     // (C)
+        double s = 0;
+        for (int64_t i = 0; i < C; i++)
+            s += xp[i];
+        const double m = s / (double)C;
+        double ss = 0;
+        for (int64_t i = 0; i < C; i++)
+            ss += ((double)xp[i] - m) * ((double)xp[i] - m);
+        const float mf = (float)m, rs = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        for (int64_t i = 0; i < C; i++) {
+            float v = (xp[i] - mf) * rs;
+            op[i] = v * (weight ? weight[i] : 1.0f) + (bias ? bias[i] : 0.0f);
+        }
+        mean[r] = mf;
+        rstd[r] = rs;
+    }
+}
+
+/* Backward of layernorm_forward (as llm.c's layernorm_backward):
+ * dx += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) with dnorm = dout * weight;
+ * dweight += sum_rows dout * xhat; dbias += sum_rows dout. dweight/dbias are reduced over channel blocks so
+ * each block's sum runs in one thread, in double, independent of the thread count. Any grad may be NULL. */
+static void layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                               const float *weight, const float *mean, const float *rstd, int64_t R,
+                               int64_t C) {
+    if (dx) {
+#pragma omp parallel for if (R * C > NORM_PAR_MIN)
+        for (int64_t r = 0; r < R; r++) {
+            const float *xp = x + r * C, *gp = dout + r * C; // (C), (C)
+            float *dp = dx + r * C;                          // (C)
+            const float m = mean[r], rs = rstd[r];
+            double sd = 0, sdx = 0;
+            for (int64_t i = 0; i < C; i++) {
+                const float dn = gp[i] * (weight ? weight[i] : 1.0f);
+                sd += dn;
+                sdx += (double)dn * (double)((xp[i] - m) * rs);
+            }
+            const float md = (float)(sd / (double)C), mdx = (float)(sdx / (double)C);
+            for (int64_t i = 0; i < C; i++) {
+                const float dn = gp[i] * (weight ? weight[i] : 1.0f);
+                dp[i] += rs * (dn - md - (xp[i] - m) * rs * mdx);
+            }
+        }
+    }
+    if (!dweight && !dbias) return;
+    const int64_t nblocks = (C + LN_BLOCK - 1) / LN_BLOCK;
+#pragma omp parallel for if (R * C > NORM_PAR_MIN)
+    for (int64_t blk = 0; blk < nblocks; blk++) {
+        const int64_t c0 = blk * LN_BLOCK, nc = C - c0 < LN_BLOCK ? C - c0 : LN_BLOCK;
+        double sw[LN_BLOCK] = {0}, sb[LN_BLOCK] = {0};
+        for (int64_t r = 0; r < R; r++) {
+            const float *xp = x + r * C + c0, *gp = dout + r * C + c0; // (nc), (nc)
+            const float m = mean[r], rs = rstd[r];
+            for (int64_t i = 0; i < nc; i++) {
+                sb[i] += gp[i];
+                if (dweight) sw[i] += (double)gp[i] * (double)((xp[i] - m) * rs);
+            }
+        }
+        for (int64_t i = 0; i < nc; i++) {
+            if (dweight) dweight[c0 + i] += (float)sw[i];
+            if (dbias) dbias[c0 + i] += (float)sb[i];
+        }
+    }
+}
+
+/* ---- layernorm op ---- */
+
+/* node: in = {x, weight, bias} (weight, bias may be NULL), fp[0] = eps, saved (2R) = mean, rstd. */
+static void ln_fw(lt_node *n, const lt_exec *ex) {
+    const lt_tensor *x = n->in[0];
+    const int64_t C = x->shape[x->ndim - 1], R = x->numel / C;
+    layernorm_forward(n->out->data, n->saved, n->saved + R, x->data, data_or_null(n->in[1]),
+                      data_or_null(n->in[2]), R, C, n->fp[0]);
+}
+
+static void ln_bw(lt_node *n, const lt_exec *ex) {
+    const lt_tensor *x = n->in[0];
+    const int64_t C = x->shape[x->ndim - 1], R = x->numel / C;
+    layernorm_backward(x->grad, grad_or_null(n->in[1]), grad_or_null(n->in[2]), n->out->grad, x->data,
+                       data_or_null(n->in[1]), n->saved, n->saved + R, R, C);
+}
+
+static const lt_op ln_op = {"layernorm", ln_fw, ln_bw};
+
+lt_tensor *lt_layernorm(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, float eps) {
+    if (lt_graph_failed(g, &x, 1)) return NULL;
+    char sx[96], sp[96];
+    lt_shape_str(x->shape, x->ndim, sx, sizeof sx);
+    if (x->ndim < 1 || x->shape[x->ndim - 1] < 1)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "layernorm: input %s has no last dimension to normalize", sx);
+    if (!(eps > 0.0f)) return lt_graph_fail(g, LT_ERR_ARG, "layernorm: eps must be > 0, got %g", eps);
+    const int64_t C = x->shape[x->ndim - 1];
+    lt_tensor *vecs[2] = {weight, bias};
+    static const char *names[2] = {"weight", "bias"};
+    for (int i = 0; i < 2; i++) {
+        if (is_channel_vec(vecs[i], C)) continue;
+        return lt_graph_fail(g, LT_ERR_SHAPE, "layernorm: %s must be (%lld) for input %s, got %s", names[i],
+                             (long long)C, sx, lt_shape_str(vecs[i]->shape, vecs[i]->ndim, sp, sizeof sp));
+    }
+    lt_tensor *out = lt_graph_new_tensor(g, x->shape, x->ndim);
+    lt_tensor *in[3] = {x, weight, bias};
+    lt_node *n = lt_graph_add_node(g, &ln_op, out, in, 3);
+    if (!n) return NULL;
+    n->fp[0] = eps;
+    n->saved_numel = 2 * (x->numel / C);
+    n->bw_skip_out = 1;
+    n->bw_skip_in = 1u << 2;
+    if (!x->requires_grad && !requires_grad(weight)) n->bw_skip_in |= 1u << 0;
+    if (!x->requires_grad) n->bw_skip_in |= 1u << 1;
+    return out;
+}
