@@ -49,6 +49,10 @@ lt_mode lt_graph_mode(const lt_graph *g) {
     return g->mode;
 }
 
+lt_rng *lt_graph_rng(const lt_graph *g) {
+    return g->rng;
+}
+
 lt_status lt_graph_status(const lt_graph *g, lt_err *err) {
     if (g->status != LT_OK && err) *err = g->err;
     return g->status;

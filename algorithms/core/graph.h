@@ -77,6 +77,8 @@ lt_graph *lt_graph_create(lt_mode mode, lt_rng *rng);
 void lt_graph_destroy(lt_graph *g);
 
 lt_mode lt_graph_mode(const lt_graph *g);
+/* The rng given to lt_graph_create (may be NULL); builders of random ops check it. */
+lt_rng *lt_graph_rng(const lt_graph *g);
 /* The first build error, or LT_OK; its message in err when non-NULL. */
 lt_status lt_graph_status(const lt_graph *g, lt_err *err);
 

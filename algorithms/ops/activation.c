@@ -222,6 +222,7 @@ lt_tensor *lt_dropout(lt_graph *g, lt_tensor *x, float p) {
         return lt_graph_fail(g, LT_ERR_ARG, "dropout: p must be in [0, 1], got %g", p);
     /* identity: no node, no mask, no copy */
     if (p == 0.0f || lt_graph_mode(g) != LT_MODE_TRAIN) return x;
+    if (!lt_graph_rng(g)) return lt_graph_fail(g, LT_ERR_ARG, "dropout: the training graph was created without an rng");
     lt_node *n = unary_node(g, &dropout_op, &x, 1);
     if (!n) return NULL;
     n->fp[0] = p;
