@@ -1,0 +1,15 @@
+/* commands.h - the subcommands of the lathe binary. Each takes main's argc/argv shifted so argv[0] is the
+ * subcommand's name, and returns the process exit status (0 success, 1 failure, 2 usage error). Failures
+ * print one line "lathe <cmd>: <reason>" on stderr. */
+#ifndef LT_COMMANDS_H
+#define LT_COMMANDS_H
+
+int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+
+/* Prints "lathe <cmd>: <msg>" and returns 1 (or 2 for usage errors via cli_usage_error). */
+int cli_fail(const char *cmd, const char *msg);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

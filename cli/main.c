@@ -1,0 +1,55 @@
+/* main.c - the lathe binary: one program, one subcommand per job. */
+#include "commands.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"train", cmd_train, "train a model on a data set folder"},
+    {"evaluate", cmd_evaluate, "compute metrics of a trained model on a data set split"},
+    {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lathe <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'lathe <command> --help' describes a command's options.\n");
+}
+
+int cli_fail(const char *cmd, const char *msg) {
+    /* one line: fold the multi-line data set reports onto it */
+    fprintf(stderr, "lathe %s: ", cmd);
+    for (const char *p = msg; *p; p++) fputc(*p == '\n' ? ' ' : *p, stderr);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lathe %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'lathe %s --help')\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lathe: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
