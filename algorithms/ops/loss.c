@@ -280,9 +280,8 @@ static void giou_backward(float *da, float *db, const float *dout, const float *
         }
         /* uni = aw ah + bw bh - inter */
         d_inter -= d_uni;
-        double ga[4] = {0}, gb[4] = {0};
-        ga[2] += d_uni * t.ah, ga[0] -= d_uni * t.ah, ga[3] += d_uni * t.aw, ga[1] -= d_uni * t.aw;
-        gb[2] += d_uni * t.bh, gb[0] -= d_uni * t.bh, gb[3] += d_uni * t.bw, gb[1] -= d_uni * t.bw;
+        double ga[4] = {-d_uni * t.ah, -d_uni * t.aw, d_uni * t.ah, d_uni * t.aw}; /* area(a) = aw ah */
+        double gb[4] = {-d_uni * t.bh, -d_uni * t.bw, d_uni * t.bh, d_uni * t.bw};
         /* inter = clamp(iw, 0) clamp(ih, 0); torch's clamp passes the gradient at the bound itself */
         double d_iw = t.iw >= 0.0 ? d_inter * t.ch : 0.0, d_ih = t.ih >= 0.0 ? d_inter * t.cw : 0.0;
         min_grad(pa[2], pb[2], d_iw, &ga[2], &gb[2]);

@@ -60,12 +60,12 @@ double lt_linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_step
 /* ---- clipping (clip.c) ---- */
 
 /* Global L2 norm of every trainable gradient of p, accumulated in double, as
- * torch.nn.utils.clip_grad_norm_(params, max_norm). When max_norm > 0 and norm > max_norm, every gradient
- * is scaled by max_norm / (norm + 1e-6). Returns the norm before clipping (the Trainer logs it as
- * grad_norm); 0 for an unallocated or empty store. When the norm is not finite (an inf or NaN gradient)
- * the gradients are left as they are and the inf/NaN is returned: the caller decides (skip the step, stop
- * the job) instead of torch's behaviour of turning every gradient into NaN or 0. max_norm <= 0 only
- * measures. */
+ * torch.nn.utils.clip_grad_norm_(params, max_norm): every gradient is scaled by
+ * coef = max_norm / (norm + 1e-6) when coef < 1 (torch multiplies by min(coef, 1)), so clipping starts a hair
+ * below max_norm exactly as in torch. Returns the norm before clipping (the Trainer logs it as grad_norm);
+ * 0 for an unallocated or empty store. A non-finite norm (an inf or NaN gradient) leaves the gradients as
+ * they are and is returned as is: the caller decides (skip the step, fail the job) instead of torch's
+ * behaviour of turning every gradient into NaN or 0. max_norm <= 0 only measures. Can't fail. */
 double lt_clip_grad_norm(lt_params *p, double max_norm);
 
 #endif

@@ -166,4 +166,18 @@ for tag, cfg in {"A": (1e-2, 0.01, 2, 5, 1.0), "B": (1e-2, 0.0, 2, 5, 1.0), "C":
     out["opt%s_params" % tag] = after
     out["opt%s_norms" % tag] = norms
 
+# LambdaLR multipliers of the linear schedule, steps 0..12, for (warmup, total) pairs including the edges
+for warmup, total in [(0, 7), (3, 10), (4, 4), (1, 1), (2, 5)]:
+    prm = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([prm], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: float(step) / float(max(1, warmup)) if step < warmup
+        else max(0.0, float(total - step) / float(max(1, total - warmup))))
+    mults = []
+    for _ in range(13):
+        mults.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    out["sched_w%d_t%d" % (warmup, total)] = torch.tensor(mults, dtype=torch.float64)
+
 write_golden("loss_optim.txt", out)
