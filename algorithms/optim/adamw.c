@@ -1,0 +1,75 @@
+/* adamw.c - torch.optim.AdamW over the flat parameter store.
+ *
+ * Scalars (bias corrections, step size) are computed in double as torch computes them in Python, then
+ * rounded to float for the elementwise update, which runs in float as torch's float32 kernels do; the
+ * operation order matches torch's so results agree to float rounding. */
+#include "optim.h"
+
+#include <math.h>
+
+void lt_adamw_init(lt_adamw *o, double lr, double weight_decay) {
+    o->lr = lr;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    o->weight_decay = weight_decay;
+    o->step = 0;
+}
+
+lt_status lt_adamw_check(const lt_adamw *o, lt_err *err) {
+    if (!(isfinite(o->lr) && o->lr >= 0.0))
+        return lt_errorf(err, LT_ERR_ARG, "learning_rate must be a finite number >= 0, got %g", o->lr);
+    if (!(o->beta1 >= 0.0 && o->beta1 < 1.0))
+        return lt_errorf(err, LT_ERR_ARG, "adam beta1 must be in [0, 1), got %g", o->beta1);
+    if (!(o->beta2 >= 0.0 && o->beta2 < 1.0))
+        return lt_errorf(err, LT_ERR_ARG, "adam beta2 must be in [0, 1), got %g", o->beta2);
+    if (!(isfinite(o->eps) && o->eps >= 0.0))
+        return lt_errorf(err, LT_ERR_ARG, "adam epsilon must be a finite number >= 0, got %g", o->eps);
+    if (!(isfinite(o->weight_decay) && o->weight_decay >= 0.0))
+        return lt_errorf(err, LT_ERR_ARG, "weight_decay must be a finite number >= 0, got %g",
+                         o->weight_decay);
+    if (o->step < 0)
+        return lt_errorf(err, LT_ERR_ARG, "optimizer step must be >= 0, got %lld", (long long)o->step);
+    return LT_OK;
+}
+
+/* One AdamW update of n values. decay = 1 - lr*wd, step_size = lr / (1 - beta1^t),
+ * bc2_sqrt = sqrt(1 - beta2^t); every scalar already rounded to float as torch does. */
+static void adamw_update(float *param, float *m, float *v, const float *grad, int64_t n, float decay,
+                         float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
+                         float bc2_sqrt, float eps, float neg_step_size) {
+    // param, m, v, grad: (n)
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i];
+        float p = param[i] * decay;                    /* param.mul_(1 - lr * weight_decay) */
+        float mi = m[i] * beta1 + one_minus_beta1 * g; /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
+        float vi =
+            v[i] * beta2 + one_minus_beta2 * g * g;  /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, ...) */
+        float denom = sqrtf(vi) / bc2_sqrt + eps;    /* (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps) */
+        param[i] = p + neg_step_size * (mi / denom); /* param.addcdiv_(exp_avg, denom, value=-step_size) */
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+lt_status lt_adamw_step(lt_adamw *o, lt_params *p, double lr, lt_err *err) {
+    if (!p->allocated)
+        return lt_errorf(err, LT_ERR_STATE, "optimizer step on a parameter store not yet allocated");
+    if (!(isfinite(lr) && lr >= 0.0))
+        return lt_errorf(err, LT_ERR_ARG, "learning rate must be a finite number >= 0, got %g", lr);
+    double t = (double)(o->step + 1);
+    double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
+    for (int k = 0; k < p->n; k++) {
+        lt_tensor *x = p->tensors[k];
+        if (!x->requires_grad || x->numel == 0) continue;
+        int64_t off = x->data - p->data; /* trainable tensors come first: grad, m, v share this offset */
+        double lr_t = lr * (double)x->lr_scale;
+        double wd = x->no_decay ? 0.0 : o->weight_decay;
+        adamw_update(x->data, p->m + off, p->v + off, p->grad + off, x->numel, (float)(1.0 - lr_t * wd),
+                     (float)o->beta1, (float)(1.0 - o->beta1), (float)o->beta2, (float)(1.0 - o->beta2),
+                     (float)sqrt(bc2), (float)o->eps, (float)(-(lr_t / bc1)));
+    }
+    o->step++;
+    return LT_OK;
+}
