@@ -1,5 +1,5 @@
 /* shape.c - reshaping views and the copies that move data between layouts: concat, permute, transpose,
- * slice; also the full reductions sum and mean.
+ * slice. (The full reductions sum and mean live in loss.c.)
  *
  * lt_reshape and lt_flatten make views (lt_graph_view): no node, no copy, data and grad shared.
  * lt_permute first simplifies the permutation (drops size-1 dimensions and merges dimensions that stay
@@ -442,55 +442,4 @@ lt_tensor *lt_slice(lt_graph *g, lt_tensor *x, int axis, int64_t start, int64_t 
     n->bw_skip_in = 1u;
     n->bw_skip_out = 1;
     return out;
-}
-
-/* ---- sum and mean of all elements ---- */
-
-/* out (1) = s * sum(x (numel)), accumulated in double */
-static void sum_forward(float *out, const float *x, int64_t numel, float s) {
-    double acc = 0;
-#pragma omp parallel for reduction(+ : acc)
-    for (int64_t i = 0; i < numel; i++)
-        acc += x[i];
-    out[0] = (float)(acc * s);
-}
-
-static void sum_backward(float *dx, const float *dout, int64_t numel, float s) {
-    const float d = dout[0] * s;
-#pragma omp parallel for
-    for (int64_t i = 0; i < numel; i++)
-        dx[i] += d;
-}
-
-/* fp[0]: the factor (1 for sum, 1/numel for mean) */
-static void sum_fw(lt_node *n, const lt_exec *e) {
-    sum_forward(n->out->data, n->in[0]->data, n->in[0]->numel, n->fp[0]);
-}
-
-static void sum_bw(lt_node *n, const lt_exec *e) {
-    if (n->in[0]->grad) sum_backward(n->in[0]->grad, n->out->grad, n->in[0]->numel, n->fp[0]);
-}
-
-static const lt_op sum_op = {"sum", sum_fw, sum_bw};
-static const lt_op mean_op = {"mean", sum_fw, sum_bw};
-
-static lt_tensor *reduce_all(lt_graph *g, lt_tensor *x, const lt_op *op, int mean) {
-    if (lt_graph_failed(g, &x, 1)) return NULL;
-    if (mean && x->numel == 0) return lt_graph_fail(g, LT_ERR_SHAPE, "mean: input has no elements");
-    int64_t one = 1;
-    lt_tensor *out = lt_graph_new_tensor(g, &one, 1);
-    lt_node *n = lt_graph_add_node(g, op, out, &x, 1);
-    if (!n) return NULL;
-    n->fp[0] = mean ? (float)(1.0 / (double)x->numel) : 1.0f;
-    n->bw_skip_in = 1u;
-    n->bw_skip_out = 1;
-    return out;
-}
-
-lt_tensor *lt_sum(lt_graph *g, lt_tensor *x) {
-    return reduce_all(g, x, &sum_op, 0);
-}
-
-lt_tensor *lt_mean(lt_graph *g, lt_tensor *x) {
-    return reduce_all(g, x, &mean_op, 1);
 }
