@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 struct lt_tb_writer {
-    int fd;          /* the event file, write-only; this writer is its only writer */
-    char *path;      /* (strlen + 1) full path of the event file, for messages and lt_tb_path */
-    uint8_t *buf;    /* (cap) scratch for one encoded record, grown on demand */
-    size_t cap;      /* bytes allocated at buf */
+    int fd;       /* the event file, write-only; this writer is its only writer */
+    char *path;   /* (strlen + 1) full path of the event file, for messages and lt_tb_path */
+    uint8_t *buf; /* (cap) scratch for one encoded record, grown on demand */
+    size_t cap;   /* bytes allocated at buf */
 };
 
 /* ---- protobuf encoding (only the wire types an Event needs) ---- */
@@ -24,12 +24,14 @@ enum { PB_VARINT = 0, PB_FIXED64 = 1, PB_LEN = 2, PB_FIXED32 = 5 };
 
 static size_t pb_varint_size(uint64_t v) {
     size_t n = 1;
-    while (v >= 0x80) v >>= 7, n++;
+    while (v >= 0x80)
+        v >>= 7, n++;
     return n;
 }
 
 static uint8_t *pb_varint(uint8_t *p, uint64_t v) {
-    while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
+    while (v >= 0x80)
+        *p++ = (uint8_t)(v | 0x80), v >>= 7;
     *p++ = (uint8_t)v;
     return p;
 }
@@ -39,7 +41,8 @@ static uint8_t *pb_key(uint8_t *p, int field, int wire) {
 }
 
 static uint8_t *pb_le(uint8_t *p, uint64_t v, int nbytes) {
-    for (int i = 0; i < nbytes; i++) *p++ = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < nbytes; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
     return p;
 }
 
@@ -70,7 +73,9 @@ static lt_status tb_write_all(lt_tb_writer *w, const uint8_t *p, size_t n, lt_er
     while (n > 0) {
         ssize_t k = write(w->fd, p, n);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return lt_errorf(err, LT_ERR_IO, "%s: write failed: %s", w->path, k < 0 ? strerror(errno) : "no progress");
+        if (k <= 0)
+            return lt_errorf(err, LT_ERR_IO, "%s: write failed: %s", w->path,
+                             k < 0 ? strerror(errno) : "no progress");
         p += k;
         n -= (size_t)k;
     }
@@ -93,8 +98,10 @@ static lt_status tb_event(lt_tb_writer *w, const char *version, const char *cons
         summary += 1 + pb_varint_size(vs) + vs;
     }
     size_t data = 9 + 1 + pb_varint_size((uint64_t)step);
-    if (version) data += 1 + pb_varint_size(strlen(version)) + strlen(version);
-    else data += 1 + pb_varint_size(summary) + summary;
+    if (version)
+        data += 1 + pb_varint_size(strlen(version)) + strlen(version);
+    else
+        data += 1 + pb_varint_size(summary) + summary;
     lt_status s = tb_reserve(w, 12 + data + 4, err);
     if (s != LT_OK) return s;
 
@@ -103,7 +110,8 @@ static lt_status tb_event(lt_tb_writer *w, const char *version, const char *cons
     uint64_t wall_bits;
     memcpy(&wall_bits, &wall, 8);
     p = pb_le(pb_key(p, 1, PB_FIXED64), wall_bits, 8);
-    p = pb_varint(pb_key(p, 2, PB_VARINT), (uint64_t)step); /* int64: negatives take 10 bytes, as in protobuf */
+    p = pb_varint(pb_key(p, 2, PB_VARINT),
+                  (uint64_t)step); /* int64: negatives take 10 bytes, as in protobuf */
     if (version) {
         p = pb_bytes(p, 3, version, strlen(version));
     } else {
@@ -118,8 +126,8 @@ static lt_status tb_event(lt_tb_writer *w, const char *version, const char *cons
         }
     }
     if ((size_t)(p - rec) != 12 + data)
-        return lt_errorf(err, LT_ERR_STATE, "tensorboard: internal size mismatch (%zu != %zu)", (size_t)(p - rec),
-                         12 + data);
+        return lt_errorf(err, LT_ERR_STATE, "tensorboard: internal size mismatch (%zu != %zu)",
+                         (size_t)(p - rec), 12 + data);
     pb_le(rec, data, 8);
     pb_le(rec + 8, lt_crc32c_mask(lt_crc32c(0, rec, 8)), 4);
     pb_le(p, lt_crc32c_mask(lt_crc32c(0, rec + 12, data)), 4);
@@ -139,7 +147,8 @@ static lt_status tb_mkdirs(const char *dir, lt_err *err) {
         char c = tmp[i];
         tmp[i] = '\0';
         if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            lt_status s = lt_errorf(err, LT_ERR_IO, "tensorboard: cannot create directory %s: %s", tmp, strerror(errno));
+            lt_status s = lt_errorf(err, LT_ERR_IO, "tensorboard: cannot create directory %s: %s", tmp,
+                                    strerror(errno));
             free(tmp);
             return s;
         }
@@ -170,8 +179,10 @@ lt_tb_writer *lt_tb_open(const char *dir, lt_err *err) {
     w->path = malloc(cap);
     if (!w->path) goto nomem;
     for (int attempt = 0; attempt < 100 && w->fd < 0; attempt++) {
-        if (attempt == 0) snprintf(w->path, cap, "%s/events.out.tfevents.%010lld.%s", dir, now, host);
-        else snprintf(w->path, cap, "%s/events.out.tfevents.%010lld.%s.%d", dir, now, host, attempt);
+        if (attempt == 0)
+            snprintf(w->path, cap, "%s/events.out.tfevents.%010lld.%s", dir, now, host);
+        else
+            snprintf(w->path, cap, "%s/events.out.tfevents.%010lld.%s.%d", dir, now, host, attempt);
         w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (w->fd < 0 && errno != EEXIST) break;
     }
@@ -195,7 +206,8 @@ const char *lt_tb_path(const lt_tb_writer *w) {
 
 lt_status lt_tb_scalars(lt_tb_writer *w, const char *const *tags, const float *values, int n, int64_t step,
                         lt_err *err) {
-    if (n <= 0) return n == 0 ? LT_OK : lt_errorf(err, LT_ERR_ARG, "tensorboard: negative scalar count %d", n);
+    if (n <= 0)
+        return n == 0 ? LT_OK : lt_errorf(err, LT_ERR_ARG, "tensorboard: negative scalar count %d", n);
     for (int i = 0; i < n; i++) {
         size_t len = tags[i] ? strlen(tags[i]) : 0;
         if (len == 0 || len > LT_TB_TAG_MAX)
@@ -218,7 +230,8 @@ lt_status lt_tb_close(lt_tb_writer *w, lt_err *err) {
     if (!w) return LT_OK;
     lt_status s = LT_OK;
     if (w->fd >= 0) {
-        if (fsync(w->fd) != 0) s = lt_errorf(err, LT_ERR_IO, "%s: fsync failed: %s", w->path, strerror(errno));
+        if (fsync(w->fd) != 0)
+            s = lt_errorf(err, LT_ERR_IO, "%s: fsync failed: %s", w->path, strerror(errno));
         if (close(w->fd) != 0 && s == LT_OK)
             s = lt_errorf(err, LT_ERR_IO, "%s: close failed: %s", w->path, strerror(errno));
     }

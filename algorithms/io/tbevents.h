@@ -3,11 +3,11 @@
  * A writer owns one file `<dir>/events.out.tfevents.<unix time, 10 digits>.<hostname>` (".<n>" is appended
  * when that name already exists, e.g. two writers opened in the same second). The file is a sequence of
  * TFRecords:
- *     u64 length (little endian) | u32 masked CRC-32C of the 8 length bytes | data | u32 masked CRC-32C of data
- * whose data is a hand-encoded tensorflow.Event protobuf: field 1 wall_time (double), field 2 step (int64),
- * field 3 file_version ("brain.Event:2", first record only), field 5 summary (Summary: repeated field 1
- * Value { field 1 tag, field 2 simple_value (float) }). TensorBoard reads these as scalar plots; so does
- * tools/tb_read.py, a dependency-free reader for people.
+ *     u64 length (little endian) | u32 masked CRC-32C of the 8 length bytes | data | u32 masked CRC-32C of
+ * data whose data is a hand-encoded tensorflow.Event protobuf: field 1 wall_time (double), field 2 step
+ * (int64), field 3 file_version ("brain.Event:2", first record only), field 5 summary (Summary: repeated
+ * field 1 Value { field 1 tag, field 2 simple_value (float) }). TensorBoard reads these as scalar plots; so
+ * does tools/tb_read.py, a dependency-free reader for people.
  *
  * Durability: every record goes to the kernel with one write(2) as soon as it is made (no user-space
  * buffer), so a crash of the process loses nothing already logged and never leaves half a record behind
