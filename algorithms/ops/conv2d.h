@@ -1,0 +1,66 @@
+/* conv2d.h - the kernels behind lt_conv2d (ops.h), for tests and benchmarks.
+ *
+ * lt_conv2d_forward/backward are the fast kernels the graph op runs: im2col + sgemm, with images placed
+ * side by side in one GEMM when the output is small, and a direct loop kernel for depthwise convolutions.
+ * How the work is cut (images per GEMM, output rows per GEMM, threads) is an lt_conv2d_plan; the graph
+ * builder picks one with lt_conv2d_plan_auto, and tests force others to reach every code path.
+ * lt_conv2d_forward_ref/backward_ref are plain loops (double accumulation) the fast kernels are tested
+ * against. */
+#ifndef LT_CONV2D_H
+#define LT_CONV2D_H
+
+#include "ops.h"
+
+#include <stdint.h>
+
+/* Sizes of one convolution. */
+typedef struct {
+    int64_t n, c, h, w; /* input (N, C, H, W) */
+    int64_t o, kh, kw;  /* weight (O, C/groups, KH, KW) */
+    int64_t oh, ow;     /* output (N, O, OH, OW) */
+    lt_conv2d_cfg cfg;
+} lt_conv2d_dims;
+
+/* How the fast kernels split the work. */
+typedef struct {
+    int64_t nb;         /* images side by side in one GEMM; 1 lets the GEMM write the output in place */
+    int64_t piece_rows; /* output rows per GEMM (nb == 1 only; oh means whole images) */
+    int threads;        /* most threads the kernels use; the scratch size depends on it */
+    int direct;         /* 1: direct loops for depthwise (C/groups == 1) instead of im2col + GEMM */
+} lt_conv2d_plan;
+
+/* Output size along one axis: (in + 2 pad - dil (k - 1) - 1) / stride + 1, or 0 when the window does
+ * not fit (also for stride or dil < 1). */
+int64_t lt_conv2d_out_size(int64_t in, int64_t k, int stride, int pad, int dil);
+
+/* The plan the graph op uses for d on `threads` threads. Can't fail. */
+void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p);
+
+/* Floats of scratch lt_conv2d_forward (need_dw = 0) or lt_conv2d_backward with a weight gradient
+ * (need_dw = 1) needs under plan p. p must be valid for d: nb in [1, n], piece_rows in [1, oh] and
+ * piece_rows == oh when nb > 1, threads >= 1, direct only when c / groups == 1. */
+int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p, int need_dw);
+
+/* out = conv2d(x, w) + b. b may be NULL. scratch holds lt_conv2d_scratch_numel(d, p, 0) floats. */
+void lt_conv2d_forward(float *out,     /* (N, O, OH, OW) */
+                       const float *x, /* (N, C, H, W) */
+                       const float *w, /* (O, C/groups, KH, KW) */
+                       const float *b, /* (O) or NULL */
+                       const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch);
+
+/* Adds the gradients of out = conv2d(x, w) + b into dx, dw, db; each may be NULL (then skipped).
+ * x is read only for dw, w only for dx. scratch holds lt_conv2d_scratch_numel(d, p, dw != NULL). */
+void lt_conv2d_backward(float *dx,         /* (N, C, H, W) or NULL */
+                        float *dw,         /* (O, C/groups, KH, KW) or NULL */
+                        float *db,         /* (O) or NULL */
+                        const float *dout, /* (N, O, OH, OW) */
+                        const float *x, const float *w, const lt_conv2d_dims *d, const lt_conv2d_plan *p,
+                        float *scratch);
+
+/* Naive references: direct loops, single-threaded, sums in double. Same contracts as above. */
+void lt_conv2d_forward_ref(float *out, const float *x, const float *w, const float *b,
+                           const lt_conv2d_dims *d);
+void lt_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, const lt_conv2d_dims *d);
+
+#endif

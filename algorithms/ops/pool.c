@@ -1,0 +1,195 @@
+/* pool.c - max pooling and adaptive average pooling over NCHW images, as torch max_pool2d
+ * (ceil_mode=False, dilation 1) and adaptive_avg_pool2d. Every (n, c) plane is independent, so the kernels
+ * run one plane per OpenMP iteration and backward never has two threads writing the same gradient. */
+#include "ops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- max pooling ---- */
+
+typedef struct {
+    int64_t kh, kw, sh, sw, ph, pw;
+} pool_win;
+
+/* out[p, oh, ow] = max of x[p] over the window at (oh*sh - ph, ow*sw - pw), padding counting as -inf;
+ * idx holds the flat position ih*W + iw of the max inside its plane. Scan order is row-major and a later
+ * element wins only when strictly greater (or NaN, which propagates), as PyTorch. */
+static void maxpool_forward(float *out,     /* (planes, OH, OW) */
+                            int32_t *idx,   /* (planes, OH, OW) */
+                            const float *x, /* (planes, H, W) */
+                            int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, pool_win k) {
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = oh * k.sh - k.ph, h1 = h0 + k.kh;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ow * k.sw - k.pw, w1 = w0 + k.kw;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                float best = -INFINITY;
+                int64_t bi = h0 * W + w0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        float v = xp[ih * W + iw];
+                        if (v > best || isnan(v)) {
+                            best = v;
+                            bi = ih * W + iw;
+                        }
+                    }
+                out[(p * OH + oh) * OW + ow] = best;
+                idx[(p * OH + oh) * OW + ow] = (int32_t)bi;
+            }
+        }
+    }
+}
+
+/* dx[p, idx[p, o]] += dout[p, o]: the gradient goes to the element forward picked. */
+static void maxpool_backward(float *dx,          /* (planes, H, W) */
+                             const float *dout,  /* (planes, OH, OW) */
+                             const int32_t *idx, /* (planes, OH, OW) */
+                             int64_t planes, int64_t HW, int64_t OHW) {
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t o = 0; o < OHW; o++)
+            dx[p * HW + idx[p * OHW + o]] += dout[p * OHW + o];
+}
+
+/* ip: 0 kh, 1 kw, 2 sh, 3 sw, 4 ph, 5 pw. saved: the int32 argmax of every output. */
+static void maxpool_fw(lt_node *nd, const lt_exec *ex) {
+    const lt_tensor *x = nd->in[0], *y = nd->out;
+    pool_win k = {nd->ip[0], nd->ip[1], nd->ip[2], nd->ip[3], nd->ip[4], nd->ip[5]};
+    maxpool_forward(y->data, (int32_t *)nd->saved, x->data, x->shape[0] * x->shape[1], x->shape[2],
+                    x->shape[3], y->shape[2], y->shape[3], k);
+}
+
+static void maxpool_bw(lt_node *nd, const lt_exec *ex) {
+    const lt_tensor *x = nd->in[0], *y = nd->out;
+    if (!x->grad) return;
+    maxpool_backward(x->grad, y->grad, (const int32_t *)nd->saved, x->shape[0] * x->shape[1],
+                     x->shape[2] * x->shape[3], y->shape[2] * y->shape[3]);
+}
+
+static const lt_op maxpool_op = {"maxpool2d", maxpool_fw, maxpool_bw};
+
+lt_tensor *lt_maxpool2d(lt_graph *g, lt_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
+                        int pad_w) {
+    if (lt_graph_failed(g, &x, 1)) return NULL;
+    char xs[96];
+    lt_shape_str(x->shape, x->ndim, xs, sizeof xs);
+    if (x->ndim != 4) return lt_graph_fail(g, LT_ERR_SHAPE, "maxpool2d: input %s must be (N, C, H, W)", xs);
+    if (kh < 1 || kw < 1 || stride_h < 1 || stride_w < 1 || pad_h < 0 || pad_w < 0 || 2 * pad_h > kh ||
+        2 * pad_w > kw)
+        return lt_graph_fail(
+            g, LT_ERR_ARG,
+            "maxpool2d: kernel (%d, %d) and stride (%d, %d) must be >= 1 and padding (%d, %d) "
+            "between 0 and half the kernel",
+            kh, kw, stride_h, stride_w, pad_h, pad_w);
+    int64_t oh = (x->shape[2] + 2 * pad_h - kh), ow = (x->shape[3] + 2 * pad_w - kw);
+    if (oh < 0 || ow < 0)
+        return lt_graph_fail(g, LT_ERR_SHAPE,
+                             "maxpool2d: kernel (%d, %d) is larger than input %s padded by (%d, %d)", kh, kw,
+                             xs, pad_h, pad_w);
+    if ((x->shape[2] * x->shape[3]) > INT32_MAX)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "maxpool2d: input planes of %s exceed 2^31 elements", xs);
+    int64_t shape[4] = {x->shape[0], x->shape[1], oh / stride_h + 1, ow / stride_w + 1};
+    lt_tensor *out = lt_graph_new_tensor(g, shape, 4);
+    lt_node *nd = lt_graph_add_node(g, &maxpool_op, out, &x, 1);
+    if (!nd) return NULL;
+    int64_t ip[6] = {kh, kw, stride_h, stride_w, pad_h, pad_w};
+    memcpy(nd->ip, ip, sizeof ip);
+    nd->saved_numel = out->numel; /* int32 argmax per output */
+    nd->bw_skip_in = 1u;          /* backward needs only the saved argmax */
+    nd->bw_skip_out = 1;
+    return out;
+}
+
+/* ---- adaptive average pooling ---- */
+
+/* PyTorch's bin i of n over a length-`len` axis: [floor(i*len/n), ceil((i+1)*len/n)). */
+static int64_t bin_start(int64_t i, int64_t n, int64_t len) {
+    return i * len / n;
+}
+static int64_t bin_end(int64_t i, int64_t n, int64_t len) {
+    return ((i + 1) * len + n - 1) / n;
+}
+
+/* out[p, oh, ow] = mean of x[p] over bin oh of H times bin ow of W. */
+static void adaptive_avgpool_forward(float *out,     /* (planes, OH, OW) */
+                                     const float *x, /* (planes, H, W) */
+                                     int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = bin_start(oh, OH, H), h1 = bin_end(oh, OH, H);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = bin_start(ow, OW, W), w1 = bin_end(ow, OW, W);
+                float s = 0.0f;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        s += xp[ih * W + iw];
+                out[(p * OH + oh) * OW + ow] = s / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+/* dx[p, ih, iw] += dout[p, oh, ow] / bin size, for every bin containing (ih, iw) (bins may overlap). */
+static void adaptive_avgpool_backward(float *dx,         /* (planes, H, W) */
+                                      const float *dout, /* (planes, OH, OW) */
+                                      int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        float *dxp = dx + p * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = bin_start(oh, OH, H), h1 = bin_end(oh, OH, H);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = bin_start(ow, OW, W), w1 = bin_end(ow, OW, W);
+                float gv = dout[(p * OH + oh) * OW + ow] / (float)((h1 - h0) * (w1 - w0));
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        dxp[ih * W + iw] += gv;
+            }
+        }
+    }
+}
+
+static void adaptive_avgpool_fw(lt_node *nd, const lt_exec *ex) {
+    const lt_tensor *x = nd->in[0], *y = nd->out;
+    adaptive_avgpool_forward(y->data, x->data, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                             y->shape[2], y->shape[3]);
+}
+
+static void adaptive_avgpool_bw(lt_node *nd, const lt_exec *ex) {
+    const lt_tensor *x = nd->in[0], *y = nd->out;
+    if (!x->grad) return;
+    adaptive_avgpool_backward(x->grad, y->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                              y->shape[2], y->shape[3]);
+}
+
+static const lt_op adaptive_avgpool_op = {"adaptive_avgpool2d", adaptive_avgpool_fw, adaptive_avgpool_bw};
+
+lt_tensor *lt_adaptive_avgpool2d(lt_graph *g, lt_tensor *x, int oh, int ow) {
+    if (lt_graph_failed(g, &x, 1)) return NULL;
+    char xs[96];
+    if (x->ndim != 4)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "adaptive_avgpool2d: input %s must be (N, C, H, W)",
+                             lt_shape_str(x->shape, x->ndim, xs, sizeof xs));
+    if (oh < 1 || ow < 1)
+        return lt_graph_fail(g, LT_ERR_ARG, "adaptive_avgpool2d: output size (%d, %d) must be >= 1", oh, ow);
+    if (x->shape[2] < 1 || x->shape[3] < 1)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "adaptive_avgpool2d: input %s has an empty plane",
+                             lt_shape_str(x->shape, x->ndim, xs, sizeof xs));
+    int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
+    lt_tensor *out = lt_graph_new_tensor(g, shape, 4);
+    lt_node *nd = lt_graph_add_node(g, &adaptive_avgpool_op, out, &x, 1);
+    if (!nd) return NULL;
+    nd->bw_skip_in = 1u; /* backward needs only the shapes */
+    nd->bw_skip_out = 1;
+    return out;
+}

@@ -1,0 +1,90 @@
+/* bench_resnet50 - lathe's side of the ResNet-50 benchmark (bench/pytorch_resnet50.py is PyTorch's).
+ *
+ *     build/bench/bench_resnet50 train28|infer224|train224 [--steps N]
+ *
+ * A training step is what lt_cls_train does per batch: zero grads, forward, backward, clip to 1.0, AdamW.
+ * Prints one JSON line: median ms per step, images/s, peak resident memory and the planned arena. */
+#include "models/resnet.h"
+#include "ops/ops.h"
+#include "optim/optim.h"
+#include "tasks/train_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_resnet50 train28|infer224|train224 [--steps N]\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    int size, batch, train, steps;
+    if (!strcmp(mode, "train28")) size = 28, batch = 16, train = 1, steps = 20;
+    else if (!strcmp(mode, "infer224")) size = 224, batch = 1, train = 0, steps = 20;
+    else if (!strcmp(mode, "train224")) size = 224, batch = 16, train = 1, steps = 4;
+    else {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
+    }
+    if (argc >= 4 && !strcmp(argv[2], "--steps")) steps = atoi(argv[3]);
+    lt_err err = {{0}};
+    lt_params p;
+    lt_params_init(&p);
+    lt_resnet m;
+    lt_resnet_config cfg = lt_resnet50_config(10);
+    lt_rng rng;
+    lt_rng_seed(&rng, 0, 0);
+    if (lt_resnet_declare(&m, &cfg, &p, &err) != LT_OK || lt_params_alloc(&p, &err) != LT_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    lt_resnet_init(&m, &rng);
+    lt_graph *g = lt_graph_create(train ? LT_MODE_TRAIN : LT_MODE_EVAL, &rng);
+    int64_t xs[4] = {batch, 3, size, size}, ls[1] = {batch};
+    lt_tensor *x = lt_graph_input(g, "pixel_values", xs, 4, 0);
+    lt_tensor *y = lt_graph_input(g, "labels", ls, 1, 0);
+    lt_tensor *logits = lt_resnet_forward(&m, g, x, train ? LT_BN_TRAIN : LT_BN_EVAL, NULL);
+    lt_tensor *loss = train ? lt_cross_entropy(g, logits, y, NULL, -100) : NULL;
+    lt_graph_keep(g, train ? loss : logits);
+    if (lt_graph_plan(g, &err) != LT_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = lt_rng_normal(&rng);
+    for (int i = 0; i < batch; i++) y->data[i] = (float)(i % 10);
+    lt_adamw opt;
+    lt_adamw_init(&opt, 1e-3, 0.0);
+    double *times = calloc((size_t)steps + 1, sizeof *times);
+    for (int s = 0; s <= steps; s++) { /* step 0 warms up */
+        double t = lt_now();
+        if (train) {
+            lt_params_zero_grad(&p);
+            lt_graph_forward(g);
+            lt_graph_backward(g, loss, NULL);
+            lt_clip_grad_norm(&p, 1.0);
+            lt_adamw_step(&opt, &p, 1e-3, &err);
+        } else {
+            lt_graph_forward(g);
+        }
+        if (s) times[s - 1] = lt_now() - t;
+    }
+    qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    double median = times[steps / 2];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"impl\": \"lathe\", \"mode\": \"%s\", \"batch\": %d, \"size\": %d, \"ms_per_step\": %.2f, "
+           "\"images_per_second\": %.2f, \"peak_rss_mib\": %.1f, \"arena_mib\": %.1f}\n",
+           mode, batch, size, median * 1e3, batch / median, ru.ru_maxrss / 1024.0,
+           lt_graph_arena_bytes(g) / 1048576.0);
+    free(times);
+    lt_graph_destroy(g);
+    lt_params_free(&p);
+    return 0;
+}
