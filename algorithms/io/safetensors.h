@@ -15,7 +15,8 @@
  *
  * Limits: the header is at most 100 MB (as the reference) and holds at most LT_ST_MAX_JSON_VALUES JSON
  * values (the reference has no such bound); shape dimensions and offsets must be integers
- * below 2^53 (JSON numbers are doubles in cJSON; no real file comes near). Little-endian hosts only. */
+ * below 2^53 (JSON numbers are doubles in cJSON; no real file comes near), and a dimension written "2.0"
+ * reads as 2 where the reference refuses it. Little-endian hosts only. Accessors need an open file. */
 #ifndef LT_SAFETENSORS_H
 #define LT_SAFETENSORS_H
 
