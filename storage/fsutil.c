@@ -39,7 +39,8 @@ lt_status lt_stg_mkdirs(const char *dir, lt_err *err) {
         *q = '\0';
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
             int e = errno;
-            st = lt_errorf(err, lt_stg_errno_status(e), "storage: can't create directory '%s': %s", p, strerror(e));
+            st = lt_errorf(err, lt_stg_errno_status(e), "storage: can't create directory '%s': %s", p,
+                           strerror(e));
             break;
         }
         *q = c;
@@ -74,8 +75,8 @@ lt_status lt_stg_tmp_create(const char *path, char **tmp_path, int *fd, lt_err *
     if (f < 0) {
         int e = errno;
         free(t);
-        return lt_errorf(err, lt_stg_errno_status(e), "storage: can't create a temporary file for '%s': %s", path,
-                         strerror(e));
+        return lt_errorf(err, lt_stg_errno_status(e), "storage: can't create a temporary file for '%s': %s",
+                         path, strerror(e));
     }
     *tmp_path = t;
     *fd = f;
@@ -136,8 +137,8 @@ lt_status lt_stg_copy_atomic(const char *src, const char *dst, int64_t *bytes, l
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         int e = errno;
-        return lt_errorf(err, lt_stg_errno_status(e), e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s",
-                         src, strerror(e));
+        return lt_errorf(err, lt_stg_errno_status(e),
+                         e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s", src, strerror(e));
     }
     struct stat sb;
     if (fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -162,7 +163,8 @@ lt_status lt_stg_copy_atomic(const char *src, const char *dst, int64_t *bytes, l
             close(out);
             unlink(tmp);
             free(tmp);
-            return lt_errorf(err, lt_stg_errno_status(e), "storage: copying '%s' to '%s': %s", src, dst, strerror(e));
+            return lt_errorf(err, lt_stg_errno_status(e), "storage: copying '%s' to '%s': %s", src, dst,
+                             strerror(e));
         }
         if (r == 0) break;
         total += r;
@@ -176,7 +178,8 @@ lt_status lt_stg_copy_atomic(const char *src, const char *dst, int64_t *bytes, l
 
 lt_status lt_stg_link_or_copy(const char *src, const char *dst, lt_err *err) {
     struct stat a, b;
-    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return LT_OK;
+    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        return LT_OK;
     lt_status st = lt_stg_mkdirs_for(dst, err);
     if (st != LT_OK) return st;
     /* link() refuses to replace, so link to a fresh name and rename that over dst. */
@@ -203,8 +206,8 @@ lt_status lt_stg_read_file(const char *path, void **data, size_t *len, lt_err *e
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return lt_errorf(err, lt_stg_errno_status(e), e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s",
-                         path, strerror(e));
+        return lt_errorf(err, lt_stg_errno_status(e),
+                         e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s", path, strerror(e));
     }
     lt_stg_buf b = {0};
     char chunk[1 << 16];
@@ -232,7 +235,8 @@ lt_status lt_stg_read_file(const char *path, void **data, size_t *len, lt_err *e
 }
 
 void lt_stg_free_strs(char **v, size_t n) {
-    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -258,14 +262,18 @@ static int vec_push(str_vec *s, char *str) {
 }
 
 static lt_status walk_dir(const char *root, const char *rel, str_vec *out, int depth, lt_err *err) {
-    if (depth > 64) return lt_errorf(err, LT_ERR_FORMAT, "storage: directories nested deeper than 64 under '%s'", root);
+    if (depth > 64)
+        return lt_errorf(err, LT_ERR_FORMAT, "storage: directories nested deeper than 64 under '%s'", root);
     char *path = rel[0] ? lt_stg_strf("%s/%s", root, rel) : strdup(root);
     if (!path) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     DIR *d = opendir(path);
     if (!d) {
         int e = errno;
-        lt_status st = lt_errorf(err, lt_stg_errno_status(e), e == ENOENT ? "not found: '%s'" : "storage: can't read "
-                                 "directory '%s': %s", path, strerror(e));
+        lt_status st = lt_errorf(err, lt_stg_errno_status(e),
+                                 e == ENOENT ? "not found: '%s'"
+                                             : "storage: can't read "
+                                               "directory '%s': %s",
+                                 path, strerror(e));
         free(path);
         return st;
     }

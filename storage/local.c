@@ -18,7 +18,8 @@ static void local_etag(const struct stat *sb, char out[LT_STORAGE_ETAG_MAX]) {
     snprintf(out, LT_STORAGE_ETAG_MAX, "%llx-%llx", (long long)sb->st_size, ns);
 }
 
-lt_status lt_stg_local_list(lt_storage *s, const char *prefix, lt_storage_list_fn fn, void *ctx, lt_err *err) {
+lt_status lt_stg_local_list(lt_storage *s, const char *prefix, lt_storage_list_fn fn, void *ctx,
+                            lt_err *err) {
     /* Walk only the deepest directory the prefix names ("a/b/c" -> "a/b/"). */
     const char *slash = strrchr(prefix, '/');
     size_t dir_len = slash ? (size_t)(slash - prefix + 1) : 0;
@@ -67,7 +68,8 @@ lt_status lt_stg_local_stat(lt_storage *s, const char *key, lt_storage_info *inf
                  ? lt_errorf(err, LT_ERR_FORMAT, "not found: %s (in %s)", key, s->uri)
                  : lt_errorf(err, lt_stg_errno_status(e), "storage: can't stat '%s': %s", path, strerror(e));
     } else if (!S_ISREG(sb.st_mode)) {
-        st = lt_errorf(err, LT_ERR_FORMAT, "not found: %s (in %s) is a directory, not an object", key, s->uri);
+        st =
+            lt_errorf(err, LT_ERR_FORMAT, "not found: %s (in %s) is a directory, not an object", key, s->uri);
     } else {
         info->size = (int64_t)sb.st_size;
         info->mtime = (int64_t)sb.st_mtim.tv_sec;

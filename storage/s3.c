@@ -28,39 +28,47 @@ static lt_status parse_endpoint(lt_s3 *s3, const char *url, lt_err *err) {
     else if (strncmp(url, "http://", 7) == 0)
         rest = url + 7;
     else
-        return lt_errorf(err, LT_ERR_ARG, "storage: endpoint URL must start with http:// or https:// (AWS_ENDPOINT_URL)");
+        return lt_errorf(err, LT_ERR_ARG,
+                         "storage: endpoint URL must start with http:// or https:// (AWS_ENDPOINT_URL)");
     size_t auth_len = strcspn(rest, "/?#");
-    if (auth_len == 0) return lt_errorf(err, LT_ERR_ARG, "storage: endpoint URL has no host (AWS_ENDPOINT_URL)");
+    if (auth_len == 0)
+        return lt_errorf(err, LT_ERR_ARG, "storage: endpoint URL has no host (AWS_ENDPOINT_URL)");
     /* The URL is not echoed: it might carry a password. */
     if (memchr(rest, '@', auth_len))
-        return lt_errorf(err, LT_ERR_ARG, "storage: endpoint URL must not contain user:password@ (use "
+        return lt_errorf(err, LT_ERR_ARG,
+                         "storage: endpoint URL must not contain user:password@ (use "
                          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)");
     if (rest[auth_len] == '?' || rest[auth_len] == '#')
         return lt_errorf(err, LT_ERR_ARG, "storage: endpoint URL must not have a query or fragment");
     size_t path_len = strlen(rest + auth_len);
-    while (path_len > 0 && rest[auth_len + path_len - 1] == '/') path_len--;
+    while (path_len > 0 && rest[auth_len + path_len - 1] == '/')
+        path_len--;
     s3->endpoint = strndup(url, (size_t)(rest - url) + auth_len);
     s3->authority = strndup(rest, auth_len);
     s3->base_path = strndup(rest + auth_len, path_len);
-    if (!s3->endpoint || !s3->authority || !s3->base_path) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
+    if (!s3->endpoint || !s3->authority || !s3->base_path)
+        return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     return LT_OK;
 }
 
 static lt_status parse_s3_uri(lt_s3 *s3, const char *uri, lt_err *err) {
     const char *b = uri + 5; /* after "s3://" */
     size_t bn = strcspn(b, "/");
-    if (bn == 0 || bn > 255) return lt_errorf(err, LT_ERR_ARG, "storage: '%s': missing or too long bucket name", uri);
+    if (bn == 0 || bn > 255)
+        return lt_errorf(err, LT_ERR_ARG, "storage: '%s': missing or too long bucket name", uri);
     for (size_t i = 0; i < bn; i++) {
         char c = b[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-              c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == '_'))
             return lt_errorf(err, LT_ERR_ARG, "storage: '%s': bad character '%c' in the bucket name", uri, c);
     }
     s3->bucket = strndup(b, bn);
     const char *p = b + bn;
-    while (*p == '/') p++;
+    while (*p == '/')
+        p++;
     size_t pn = strlen(p);
-    while (pn > 0 && p[pn - 1] == '/') pn--;
+    while (pn > 0 && p[pn - 1] == '/')
+        pn--;
     char *prefix = strndup(p, pn);
     if (!s3->bucket || !prefix) {
         free(prefix);
@@ -86,14 +94,16 @@ lt_status lt_stg_s3_open(lt_storage *s, const char *uri, lt_err *err) {
     const char *tok = env_or(o->session_token, "AWS_SESSION_TOKEN", NULL);
     const char *ep = env_or(o->endpoint_url, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
     if (!ak != !sk)
-        return lt_errorf(err, LT_ERR_ARG, "storage: %s is set but %s is not", ak ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+        return lt_errorf(err, LT_ERR_ARG, "storage: %s is set but %s is not",
+                         ak ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
                          ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
     s3->region = strdup(region ? region : "us-east-1");
     s3->access_key = ak ? strdup(ak) : NULL;
     s3->secret_key = sk ? strdup(sk) : NULL;
     s3->token = tok && ak ? strdup(tok) : NULL;
     char *aws = ep ? NULL : lt_stg_strf("https://s3.%s.amazonaws.com", region ? region : "us-east-1");
-    if (!s3->region || (ak && (!s3->access_key || !s3->secret_key)) || (tok && ak && !s3->token) || (!ep && !aws)) {
+    if (!s3->region || (ak && (!s3->access_key || !s3->secret_key)) || (tok && ak && !s3->token) ||
+        (!ep && !aws)) {
         free(aws);
         return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     }
@@ -156,7 +166,8 @@ static void strip_quotes(char *e) {
 
 /* Calls fn for each <Contents> of one ListObjectsV2 page; returns 1 when fn asked to stop, -1 on a bad
  * page (message in err). */
-static int list_page(lt_storage *s, const char *body, size_t len, lt_storage_list_fn fn, void *ctx, lt_err *err) {
+static int list_page(lt_storage *s, const char *body, size_t len, lt_storage_list_fn fn, void *ctx,
+                     lt_err *err) {
     const char *p = body, *end = body + len, *ce;
     const char *c;
     size_t rn = strlen(s->s3->root);
@@ -167,7 +178,8 @@ static int list_page(lt_storage *s, const char *body, size_t len, lt_storage_lis
         char *mod = lt_stg_xml_text(c, ce, "LastModified");
         int rc = 0;
         if (!key || !size) {
-            lt_errorf(err, LT_ERR_FORMAT, "storage: malformed listing from s3://%s (an entry without Key or Size)",
+            lt_errorf(err, LT_ERR_FORMAT,
+                      "storage: malformed listing from s3://%s (an entry without Key or Size)",
                       s->s3->bucket);
             rc = -1;
         } else if (strncmp(key, s->s3->root, rn) == 0 && key[strlen(key) - 1] != '/') {
@@ -217,8 +229,8 @@ lt_status lt_stg_s3_list(lt_storage *s, const char *prefix, lt_storage_list_fn f
         token = more ? lt_stg_xml_text(b, b + body.len, "NextContinuationToken") : NULL;
         if (!more) break;
         if (!token) {
-            st = lt_errorf(err, LT_ERR_FORMAT, "storage: s3://%s listing is truncated but has no continuation token",
-                           s3->bucket);
+            st = lt_errorf(err, LT_ERR_FORMAT,
+                           "storage: s3://%s listing is truncated but has no continuation token", s3->bucket);
             break;
         }
     }
@@ -241,8 +253,8 @@ static lt_status head(lt_storage *s, const char *key, const char *full, lt_stora
     lt_status st = lt_stg_s3_run(s, &job, 1, err);
     if (st == LT_OK) {
         if (job.content_length < 0) {
-            st = lt_errorf(err, LT_ERR_FORMAT, "storage: HEAD s3://%s/%s: no Content-Length in the answer", s->s3->bucket,
-                           full);
+            st = lt_errorf(err, LT_ERR_FORMAT, "storage: HEAD s3://%s/%s: no Content-Length in the answer",
+                           s->s3->bucket, full);
         } else {
             info->size = job.content_length;
             info->mtime = job.mtime;
@@ -272,8 +284,8 @@ lt_status lt_stg_s3_get_mem(lt_storage *s, const char *key, void **data, size_t 
     if (st == LT_OK && !body.data && lt_stg_buf_add(&body, "", 0))
         st = lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     if (st == LT_OK && job.content_length >= 0 && (int64_t)body.len != job.content_length)
-        st = lt_errorf(err, LT_ERR_IO, "storage: GET s3://%s/%s: got %zu bytes, expected %lld", s->s3->bucket, full,
-                       body.len, (long long)job.content_length);
+        st = lt_errorf(err, LT_ERR_IO, "storage: GET s3://%s/%s: got %zu bytes, expected %lld", s->s3->bucket,
+                       full, body.len, (long long)job.content_length);
     lt_stg_s3_job_free(&job);
     free(full);
     if (st != LT_OK) {
@@ -290,12 +302,13 @@ lt_status lt_stg_s3_get_mem(lt_storage *s, const char *key, void **data, size_t 
 
 /* Downloads [0, size) of full into fd: one GET, or ranged GETs in parallel for big objects. The object
  * must keep its ETag meanwhile (If-Match), so the pieces can't come from two versions. */
-static lt_status download_to_fd(lt_storage *s, const char *key, const char *full, const char *etag, int64_t size,
-                                int fd, lt_err *err) {
+static lt_status download_to_fd(lt_storage *s, const char *key, const char *full, const char *etag,
+                                int64_t size, int fd, lt_err *err) {
     const lt_storage_opts *o = &s->opts;
     int64_t part = o->part_size;
     size_t n = 1;
-    if (size >= o->multipart_threshold && size > part && o->parallel > 1) n = (size_t)((size + part - 1) / part);
+    if (size >= o->multipart_threshold && size > part && o->parallel > 1)
+        n = (size_t)((size + part - 1) / part);
     lt_s3_job *jobs = calloc(n, sizeof *jobs);
     char *quoted = etag[0] ? lt_stg_strf("\"%s\"", etag) : NULL;
     if (!jobs || (etag[0] && !quoted)) {
@@ -322,7 +335,8 @@ static lt_status download_to_fd(lt_storage *s, const char *key, const char *full
                      (long long)(j->out_off + j->expect_len - 1));
     }
     lt_status st = lt_stg_s3_run(s, jobs, n, err);
-    for (size_t i = 0; i < n; i++) lt_stg_s3_job_free(&jobs[i]);
+    for (size_t i = 0; i < n; i++)
+        lt_stg_s3_job_free(&jobs[i]);
     free(jobs);
     free(quoted);
     return st;
@@ -393,8 +407,8 @@ static void abort_multipart(lt_storage *s, const char *key, const char *full, co
 }
 
 /* Multipart upload of size bytes from data (memory) or path (a file). */
-static lt_status put_multipart(lt_storage *s, const char *key, const char *full, const void *data, const char *path,
-                               int64_t size, lt_err *err) {
+static lt_status put_multipart(lt_storage *s, const char *key, const char *full, const void *data,
+                               const char *path, int64_t size, lt_err *err) {
     lt_stg_buf body = {0};
     lt_s3_job init;
     lt_stg_s3_job_init(&init, "POST", key, full);
@@ -403,7 +417,8 @@ static lt_status put_multipart(lt_storage *s, const char *key, const char *full,
     init.out_mem = &body;
     lt_status st = lt_stg_s3_run(s, &init, 1, err);
     lt_stg_s3_job_free(&init);
-    char *upload_id = st == LT_OK && body.data ? lt_stg_xml_text(body.data, body.data + body.len, "UploadId") : NULL;
+    char *upload_id =
+        st == LT_OK && body.data ? lt_stg_xml_text(body.data, body.data + body.len, "UploadId") : NULL;
     lt_stg_buf_free(&body);
     if (st != LT_OK) return st;
     if (!upload_id || !upload_id[0]) {
@@ -412,7 +427,8 @@ static lt_status put_multipart(lt_storage *s, const char *key, const char *full,
                          s->s3->bucket, full);
     }
     int64_t part = s->opts.part_size;
-    while ((size + part - 1) / part > 10000) part *= 2; /* S3 allows at most 10,000 parts */
+    while ((size + part - 1) / part > 10000)
+        part *= 2; /* S3 allows at most 10,000 parts */
     size_t n = (size_t)((size + part - 1) / part);
     lt_s3_job *jobs = calloc(n, sizeof *jobs);
     char(*numbers)[24] = calloc(n, sizeof *numbers);
@@ -440,13 +456,13 @@ static lt_status put_multipart(lt_storage *s, const char *key, const char *full,
     st = lt_stg_s3_run(s, jobs, n, err);
     for (size_t i = 0; st == LT_OK && i < n; i++) {
         if (!jobs[i].etag[0])
-            st = lt_errorf(err, LT_ERR_FORMAT, "storage: PUT s3://%s/%s part %zu: no ETag in the answer", s->s3->bucket,
-                           full, i + 1);
+            st = lt_errorf(err, LT_ERR_FORMAT, "storage: PUT s3://%s/%s part %zu: no ETag in the answer",
+                           s->s3->bucket, full, i + 1);
     }
     int bad = st == LT_OK && lt_stg_buf_puts(&xml, "<CompleteMultipartUpload>");
     for (size_t i = 0; st == LT_OK && i < n; i++)
-        bad = bad || lt_stg_buf_printf(&xml, "<Part><PartNumber>%zu</PartNumber><ETag>\"%s\"</ETag></Part>", i + 1,
-                                       jobs[i].etag);
+        bad = bad || lt_stg_buf_printf(&xml, "<Part><PartNumber>%zu</PartNumber><ETag>\"%s\"</ETag></Part>",
+                                       i + 1, jobs[i].etag);
     bad = bad || (st == LT_OK && lt_stg_buf_puts(&xml, "</CompleteMultipartUpload>"));
     if (bad) st = lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     if (st == LT_OK) {
@@ -465,7 +481,8 @@ static lt_status put_multipart(lt_storage *s, const char *key, const char *full,
     }
 done:
     if (st != LT_OK) abort_multipart(s, key, full, upload_id);
-    for (size_t i = 0; jobs && i < n; i++) lt_stg_s3_job_free(&jobs[i]);
+    for (size_t i = 0; jobs && i < n; i++)
+        lt_stg_s3_job_free(&jobs[i]);
     free(jobs);
     free(numbers);
     lt_stg_buf_free(&xml);
@@ -506,10 +523,12 @@ lt_status lt_stg_s3_put(lt_storage *s, const char *key, const char *local_path, 
     struct stat sb;
     if (stat(local_path, &sb) != 0) {
         int e = errno;
-        return lt_errorf(err, lt_stg_errno_status(e), e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s",
-                         local_path, strerror(e));
+        return lt_errorf(err, lt_stg_errno_status(e),
+                         e == ENOENT ? "not found: '%s'" : "storage: can't read '%s': %s", local_path,
+                         strerror(e));
     }
-    if (!S_ISREG(sb.st_mode)) return lt_errorf(err, LT_ERR_ARG, "storage: '%s' is not a regular file", local_path);
+    if (!S_ISREG(sb.st_mode))
+        return lt_errorf(err, LT_ERR_ARG, "storage: '%s' is not a regular file", local_path);
     return put_any(s, key, NULL, local_path, (int64_t)sb.st_size, err);
 }
 

@@ -79,7 +79,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
     size_t ln = n < sizeof line - 1 ? n : sizeof line - 1;
     memcpy(line, p, ln);
     line[ln] = '\0';
-    while (ln > 0 && (line[ln - 1] == '\r' || line[ln - 1] == '\n')) line[--ln] = '\0';
+    while (ln > 0 && (line[ln - 1] == '\r' || line[ln - 1] == '\n'))
+        line[--ln] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new response (after a 100 Continue): forget the last */
         job->etag[0] = '\0';
         job->content_length = job->total_size = job->mtime = -1;
@@ -90,7 +91,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
     if (!colon) return n;
     *colon = '\0';
     char *v = colon + 1;
-    while (*v == ' ' || *v == '\t') v++;
+    while (*v == ' ' || *v == '\t')
+        v++;
     if (strcasecmp(line, "etag") == 0) {
         if (*v == '"') v++;
         size_t vn = strlen(v);
@@ -149,7 +151,8 @@ static lt_status load_file_body(lt_s3_job *job, lt_err *err) {
     int fd = open(job->body_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return lt_errorf(err, lt_stg_errno_status(e), "storage: can't read '%s': %s", job->body_path, strerror(e));
+        return lt_errorf(err, lt_stg_errno_status(e), "storage: can't read '%s': %s", job->body_path,
+                         strerror(e));
     }
     job->file_body = malloc(job->body_len ? job->body_len : 1);
     if (!job->file_body) {
@@ -158,7 +161,8 @@ static lt_status load_file_body(lt_s3_job *job, lt_err *err) {
     }
     size_t done = 0;
     while (done < job->body_len) {
-        ssize_t r = pread(fd, job->file_body + done, job->body_len - done, (off_t)(job->body_off + (int64_t)done));
+        ssize_t r =
+            pread(fd, job->file_body + done, job->body_len - done, (off_t)(job->body_off + (int64_t)done));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             int e = r < 0 ? errno : EIO;
@@ -218,23 +222,26 @@ static lt_status sign_headers(const lt_s3 *s3, lt_s3_job *job, const char *path,
     if (job->range[0]) h[nh++] = (lt_sigv4_pair){"range", job->range};
     if (job->if_match) h[nh++] = (lt_sigv4_pair){"if-match", job->if_match};
     int bad = 0;
-    for (size_t i = 0; i < nh; i++) bad = bad || add_header(&job->hdrs, h[i].name, h[i].value);
+    for (size_t i = 0; i < nh; i++)
+        bad = bad || add_header(&job->hdrs, h[i].name, h[i].value);
     if (job->content_type) bad = bad || add_header(&job->hdrs, "Content-Type", job->content_type);
     /* No "Expect: 100-continue" round trip before bodies. */
     bad = bad || add_header(&job->hdrs, "Expect", "");
     /* curl would label PUT/POST bodies as form data. */
     int has_body = strcmp(job->method, "PUT") == 0 || strcmp(job->method, "POST") == 0;
-    if (!job->content_type && has_body) bad = bad || add_header(&job->hdrs, "Content-Type", "application/octet-stream");
+    if (!job->content_type && has_body)
+        bad = bad || add_header(&job->hdrs, "Content-Type", "application/octet-stream");
     if (bad) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     if (!s3->access_key) return LT_OK;
-    lt_sigv4_request r = {job->method,  path,        job->query,    job->n_query,  h,
-                          nh,           job->payload_hash, amz_date, s3->region, "s3",
-                          s3->access_key, s3->secret_key};
+    lt_sigv4_request r = {job->method, path, job->query,        job->n_query,
+                          h,           nh,   job->payload_hash, amz_date,
+                          s3->region,  "s3", s3->access_key,    s3->secret_key};
     char auth[1024];
     lt_status st = lt_sigv4_authorization(&r, auth, sizeof auth, err);
     if (st != LT_OK) return st;
-    return add_header(&job->hdrs, "Authorization", auth) ? lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory")
-                                                         : LT_OK;
+    return add_header(&job->hdrs, "Authorization", auth)
+               ? lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory")
+               : LT_OK;
 }
 
 static lt_status job_start(lt_storage *s, lt_s3_job *job, lt_err *err) {
@@ -251,7 +258,8 @@ static lt_status job_start(lt_storage *s, lt_s3_job *job, lt_err *err) {
     if (job->out_mem) job->out_mem->len = 0;
     lt_status st = LT_OK;
     if (job->body_path && !job->file_body && (st = load_file_body(job, err)) != LT_OK) return st;
-    if (!job->payload_hash[0]) lt_sigv4_sha256_hex(job_body(job) ? job_body(job) : "", job->body_len, job->payload_hash);
+    if (!job->payload_hash[0])
+        lt_sigv4_sha256_hex(job_body(job) ? job_body(job) : "", job->body_len, job->payload_hash);
     char *path = NULL;
     free(job->url);
     job->url = NULL;
@@ -303,7 +311,8 @@ static lt_status job_start(lt_storage *s, lt_s3_job *job, lt_err *err) {
         }
     }
     s->stats.requests++;
-    if (curl_multi_add_handle(s3->multi, c) != CURLM_OK) return lt_errorf(err, LT_ERR_NOMEM, "storage: curl_multi_add_handle failed");
+    if (curl_multi_add_handle(s3->multi, c) != CURLM_OK)
+        return lt_errorf(err, LT_ERR_NOMEM, "storage: curl_multi_add_handle failed");
     return LT_OK;
 }
 
@@ -357,12 +366,12 @@ static lt_status classify(lt_storage *s, lt_s3_job *job, CURLcode rc, int *trans
     if (rc != CURLE_OK) {
         if (rc == CURLE_WRITE_ERROR && job->sink_errno) {
             msgf(job->msg, sizeof job->msg, "%s: writing the download failed: %s", where,
-                     strerror(job->sink_errno));
+                 strerror(job->sink_errno));
             return job->sink_errno == ENOMEM ? LT_ERR_NOMEM : lt_stg_errno_status(job->sink_errno);
         }
         *transient = curl_transient(rc);
         msgf(job->msg, sizeof job->msg, "%s: %s (%s)", where, job->curl_err[0] ? job->curl_err : "",
-                 curl_easy_strerror(rc));
+             curl_easy_strerror(rc));
         return *transient ? LT_ERR_IO : LT_ERR_ARG;
     }
     long code = job->http;
@@ -378,7 +387,7 @@ static lt_status classify(lt_storage *s, lt_s3_job *job, CURLcode rc, int *trans
         } else if (job->expect_len >= 0 && job->received != job->expect_len) {
             *transient = 1;
             msgf(job->msg, sizeof job->msg, "%s: got %lld body bytes, expected %lld", where,
-                     (long long)job->received, (long long)job->expect_len);
+                 (long long)job->received, (long long)job->expect_len);
             return LT_ERR_IO;
         } else {
             return LT_OK;
@@ -388,13 +397,13 @@ static lt_status classify(lt_storage *s, lt_s3_job *job, CURLcode rc, int *trans
     char *emsg = lt_stg_xml_text(body, end, "Message");
     lt_status st;
     if (code == 404) {
-        msgf(job->msg, sizeof job->msg, "not found: %s (%s: HTTP 404 %s)", job->key[0] ? job->key : "bucket",
-                 where, ecode ? ecode : "");
+        msgf(job->msg, sizeof job->msg, "not found: %s (%s: HTTP 404%s%s)", job->key[0] ? job->key : "bucket",
+             where, ecode ? " " : "", ecode ? ecode : "");
         st = LT_ERR_FORMAT;
     } else {
         *transient = code == 408 || code == 429 || (code >= 500 && code != 501) || s3_code_transient(ecode);
         msgf(job->msg, sizeof job->msg, "%s: HTTP %ld%s%s%s%s", where, code, ecode ? " " : "",
-                 ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "");
+             ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "");
         st = *transient ? LT_ERR_IO : LT_ERR_FORMAT;
     }
     free(ecode);
@@ -405,7 +414,8 @@ static lt_status classify(lt_storage *s, lt_s3_job *job, CURLcode rc, int *trans
 static int backoff_ms(lt_storage *s, const lt_s3_job *job) {
     const lt_storage_opts *o = &s->opts;
     int64_t d = o->retry_base_ms;
-    for (int i = 1; i < job->attempt && d < o->retry_max_ms; i++) d *= 2;
+    for (int i = 1; i < job->attempt && d < o->retry_max_ms; i++)
+        d *= 2;
     if (d > o->retry_max_ms) d = o->retry_max_ms;
     /* Equal jitter: half fixed, half random, so many clients don't retry in lockstep. */
     int64_t half = d / 2;
@@ -462,7 +472,8 @@ lt_status lt_stg_s3_run(lt_storage *s, lt_s3_job *jobs, size_t n, lt_err *err) {
     lt_s3 *s3 = s->s3;
     size_t next = 0, done = 0, active = 0, waiting = 0;
     lt_s3_job *failed = NULL;
-    for (size_t i = 0; i < n; i++) jobs[i].state = JOB_PENDING;
+    for (size_t i = 0; i < n; i++)
+        jobs[i].state = JOB_PENDING;
     while (done < n && !failed) {
         int64_t now = now_ms();
         int64_t next_wake = -1;

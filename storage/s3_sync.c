@@ -20,7 +20,7 @@ typedef struct {
     char *tmp;   /* where the GET writes */
     char *full;  /* object key in the bucket */
     char *quoted_etag;
-    int job;     /* index in jobs, -1 when served without a download */
+    int job; /* index in jobs, -1 when served without a download */
 } down_item;
 
 lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *local_dir, lt_err *err) {
@@ -32,9 +32,12 @@ lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *loc
     /* Refuse the whole sync before writing anything if one listed key would leave local_dir. */
     for (size_t i = 0; i < l.n; i++) {
         lt_err e;
-        if (strncmp(l.items[i].key, prefix, pn) != 0 || lt_storage_check_key(l.items[i].key + pn, &e) != LT_OK) {
-            st = lt_errorf(err, LT_ERR_FORMAT, "storage: sync_down s3://%s/%s%s: refusing listed key '%s': it would "
-                           "escape '%s'", s3->bucket, s3->root, prefix, l.items[i].key, local_dir);
+        if (strncmp(l.items[i].key, prefix, pn) != 0 ||
+            lt_storage_check_key(l.items[i].key + pn, &e) != LT_OK) {
+            st = lt_errorf(err, LT_ERR_FORMAT,
+                           "storage: sync_down s3://%s/%s%s: refusing listed key '%s': it would "
+                           "escape '%s'",
+                           s3->bucket, s3->root, prefix, l.items[i].key, local_dir);
             lt_storage_obj_list_free(&l);
             return st;
         }
@@ -78,7 +81,8 @@ lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *loc
             st = lt_stg_mkdirs_for(it->dest, err);
             const char *slash = strrchr(it->dest, '/');
             int dl = slash ? (int)(slash - it->dest + 1) : 0;
-            if (st == LT_OK) it->tmp = lt_stg_strf("%.*s" LT_STG_TMP_MARK "%ld-%zu", dl, it->dest, (long)getpid(), i);
+            if (st == LT_OK)
+                it->tmp = lt_stg_strf("%.*s" LT_STG_TMP_MARK "%ld-%zu", dl, it->dest, (long)getpid(), i);
         }
         if (st != LT_OK) break;
         it->quoted_etag = o->etag[0] ? lt_stg_strf("\"%s\"", o->etag) : NULL;
@@ -108,7 +112,8 @@ lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *loc
         if (cs == LT_OK) cs = it->cfile ? lt_stg_link_or_copy(it->cfile, it->dest, &e) : LT_OK;
         if (cs == LT_OK && !it->cfile && rename(it->tmp, it->dest) != 0) {
             int en = errno;
-            cs = lt_errorf(&e, lt_stg_errno_status(en), "storage: can't write '%s': %s", it->dest, strerror(en));
+            cs = lt_errorf(&e, lt_stg_errno_status(en), "storage: can't write '%s': %s", it->dest,
+                           strerror(en));
             unlink(it->tmp);
         }
         if (cs != LT_OK) {
@@ -127,7 +132,8 @@ done:
         free(items[i].full);
         free(items[i].quoted_etag);
     }
-    for (size_t i = 0; i < nj; i++) lt_stg_s3_job_free(&jobs[i]);
+    for (size_t i = 0; i < nj; i++)
+        lt_stg_s3_job_free(&jobs[i]);
     free(items);
     free(jobs);
     lt_storage_obj_list_free(&l);
@@ -153,7 +159,8 @@ static int md5_matches(const char *path, const char *etag) {
     ok = ok && EVP_DigestFinal_ex(ctx, md, &mdn) == 1 && mdn == 16;
     EVP_MD_CTX_free(ctx);
     char hex[33];
-    for (int i = 0; ok && i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    for (int i = 0; ok && i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return ok && strcasecmp(hex, etag) == 0;
 }
 
@@ -194,7 +201,7 @@ lt_status lt_stg_s3_sync_up(lt_storage *s, const char *local_dir, const char *pr
         }
         if ((st = lt_storage_check_key(keys[i], err)) != LT_OK) break;
         struct stat sb;
-        job_of[i] = -2; /* nothing to send unless decided below */
+        job_of[i] = -2;                         /* nothing to send unless decided below */
         if (stat(paths[i], &sb) != 0) continue; /* vanished since the walk */
         sizes[i] = (int64_t)sb.st_size;
         lt_storage_obj probe = {keys[i], 0, "", 0};
@@ -227,7 +234,8 @@ lt_status lt_stg_s3_sync_up(lt_storage *s, const char *local_dir, const char *pr
         st = lt_stg_s3_put(s, keys[i], paths[i], err);
     }
 done:
-    for (size_t i = 0; i < nj; i++) lt_stg_s3_job_free(&jobs[i]);
+    for (size_t i = 0; i < nj; i++)
+        lt_stg_s3_job_free(&jobs[i]);
     for (size_t i = 0; i < n; i++) {
         if (paths) free(paths[i]);
         if (keys) free(keys[i]);

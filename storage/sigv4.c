@@ -104,9 +104,11 @@ static int cmp_hdr(const void *a, const void *b) {
 
 /* Header value per the spec: trimmed, runs of spaces squeezed to one. */
 static int buf_trimmed(lt_stg_buf *b, const char *v) {
-    while (*v == ' ' || *v == '\t') v++;
+    while (*v == ' ' || *v == '\t')
+        v++;
     size_t n = strlen(v);
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
     for (size_t i = 0; i < n; i++) {
         if ((v[i] == ' ' || v[i] == '\t') && i > 0 && (v[i - 1] == ' ' || v[i - 1] == '\t')) continue;
         char c = v[i] == '\t' ? ' ' : v[i];
@@ -123,7 +125,8 @@ static int build_canonical(const lt_sigv4_request *r, lt_stg_buf *creq, lt_stg_b
     for (size_t i = 0; i < r->n_headers; i++) {
         size_t len = strlen(r->headers[i].name);
         if (len == 0 || len >= sizeof h[i].name || !r->headers[i].value) return -2;
-        for (size_t k = 0; k <= len; k++) h[i].name[k] = (char)tolower((unsigned char)r->headers[i].name[k]);
+        for (size_t k = 0; k <= len; k++)
+            h[i].name[k] = (char)tolower((unsigned char)r->headers[i].name[k]);
         h[i].value = r->headers[i].value;
     }
     qsort(h, r->n_headers, sizeof h[0], cmp_hdr);

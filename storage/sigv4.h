@@ -16,16 +16,16 @@ typedef struct {
 } lt_sigv4_pair;
 
 typedef struct {
-    const char *method;            /* "GET", "PUT", ... */
-    const char *path;              /* raw path, e.g. "/bucket/a b.txt"; each segment is URI-encoded once */
-    const lt_sigv4_pair *query;    /* (n_query) raw name/value pairs; value "" for a bare name */
+    const char *method;         /* "GET", "PUT", ... */
+    const char *path;           /* raw path, e.g. "/bucket/a b.txt"; each segment is URI-encoded once */
+    const lt_sigv4_pair *query; /* (n_query) raw name/value pairs; value "" for a bare name */
     size_t n_query;
-    const lt_sigv4_pair *headers;  /* (n_headers) every header to sign, host and x-amz-date included */
+    const lt_sigv4_pair *headers; /* (n_headers) every header to sign, host and x-amz-date included */
     size_t n_headers;
-    const char *payload_hash;      /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
-    const char *amz_date;          /* "YYYYMMDDTHHMMSSZ" */
-    const char *region;            /* "us-east-1" */
-    const char *service;           /* "s3" */
+    const char *payload_hash; /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
+    const char *amz_date;     /* "YYYYMMDDTHHMMSSZ" */
+    const char *region;       /* "us-east-1" */
+    const char *service;      /* "s3" */
     const char *access_key_id;
     const char *secret_access_key;
 } lt_sigv4_request;

@@ -132,14 +132,17 @@ static lt_status local_root(const char *uri, char **root, lt_err *err) {
         path = uri + 7;
         if (strncmp(path, "localhost/", 10) == 0) path += 9;
         if (path[0] != '/')
-            return lt_errorf(err, LT_ERR_ARG, "storage: '%s': a file:// URI needs an absolute path "
-                             "(file:///dir)", uri);
+            return lt_errorf(err, LT_ERR_ARG,
+                             "storage: '%s': a file:// URI needs an absolute path "
+                             "(file:///dir)",
+                             uri);
     } else if (strstr(uri, "://")) {
         return lt_errorf(err, LT_ERR_ARG, "storage: '%s': unsupported scheme (use a path, file:// or s3://)",
                          uri);
     }
     size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
     if (n == 0) return lt_errorf(err, LT_ERR_ARG, "storage: empty path");
     *root = strndup(path, n);
     return *root ? LT_OK : lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
@@ -177,7 +180,8 @@ err:
 void lt_storage_close(lt_storage *s) {
     if (!s) return;
     lt_stg_s3_close(s->s3);
-    for (int i = 0; i < 6; i++) free(s->owned[i]);
+    for (int i = 0; i < 6; i++)
+        free(s->owned[i]);
     free(s->uri);
     free(s->root);
     free(s);
@@ -205,7 +209,8 @@ lt_status lt_storage_check_key(const char *key, lt_err *err) {
     if (!key || !key[0]) return lt_errorf(err, LT_ERR_ARG, "storage: empty key");
     size_t n = strlen(key);
     if (n > 1024) return lt_errorf(err, LT_ERR_ARG, "storage: key longer than 1024 bytes: '%.64s...'", key);
-    if (key[0] == '/') return lt_errorf(err, LT_ERR_ARG, "storage: key '%s' is absolute (starts with '/')", key);
+    if (key[0] == '/')
+        return lt_errorf(err, LT_ERR_ARG, "storage: key '%s' is absolute (starts with '/')", key);
     for (const char *p = key; *p; p++) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20 || c == 0x7f || c == '\\')
@@ -216,9 +221,9 @@ lt_status lt_storage_check_key(const char *key, lt_err *err) {
         const char *slash = strchr(seg, '/');
         size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
         if (len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
-            return lt_errorf(err, LT_ERR_ARG,
-                             "storage: key '%s' has an empty, '.' or '..' component (it could escape the root)",
-                             key);
+            return lt_errorf(
+                err, LT_ERR_ARG,
+                "storage: key '%s' has an empty, '.' or '..' component (it could escape the root)", key);
         if (!slash) break;
         seg = slash + 1;
     }
@@ -229,10 +234,12 @@ char *lt_uri_join(const char *base, const char *rel) {
     if (!base || !base[0]) return strdup(rel ? rel : "");
     if (!rel || !rel[0]) return strdup(base);
     size_t bn = strlen(base);
-    while (bn > 0 && base[bn - 1] == '/') bn--;
+    while (bn > 0 && base[bn - 1] == '/')
+        bn--;
     /* Keep the slashes of "s3://" or of the root path "/". */
     if (bn == 0 || (bn > 0 && base[bn - 1] == ':')) bn = strlen(base);
-    while (*rel == '/') rel++;
+    while (*rel == '/')
+        rel++;
     int need_slash = bn > 0 && base[bn - 1] != '/';
     return lt_stg_strf("%.*s%s%s", (int)bn, base, need_slash ? "/" : "", rel);
 }
@@ -318,7 +325,8 @@ lt_status lt_storage_stat(lt_storage *s, const char *key, lt_storage_info *info,
     lt_status st = lt_storage_check_key(key, err);
     if (st != LT_OK) return st;
     memset(info, 0, sizeof *info);
-    return s->kind == LT_STORAGE_S3 ? lt_stg_s3_stat(s, key, info, err) : lt_stg_local_stat(s, key, info, err);
+    return s->kind == LT_STORAGE_S3 ? lt_stg_s3_stat(s, key, info, err)
+                                    : lt_stg_local_stat(s, key, info, err);
 }
 
 lt_status lt_storage_exists(lt_storage *s, const char *key, int *exists, lt_err *err) {
@@ -335,7 +343,8 @@ lt_status lt_storage_exists(lt_storage *s, const char *key, int *exists, lt_err 
 lt_status lt_storage_get(lt_storage *s, const char *key, const char *local_path, lt_err *err) {
     lt_status st = lt_storage_check_key(key, err);
     if (st != LT_OK) return st;
-    if (!local_path || !local_path[0]) return lt_errorf(err, LT_ERR_ARG, "storage: get '%s': empty local path", key);
+    if (!local_path || !local_path[0])
+        return lt_errorf(err, LT_ERR_ARG, "storage: get '%s': empty local path", key);
     return s->kind == LT_STORAGE_S3 ? lt_stg_s3_get(s, key, local_path, err)
                                     : lt_stg_local_get(s, key, local_path, err);
 }
@@ -352,7 +361,8 @@ lt_status lt_storage_get_mem(lt_storage *s, const char *key, void **data, size_t
 lt_status lt_storage_put(lt_storage *s, const char *key, const char *local_path, lt_err *err) {
     lt_status st = lt_storage_check_key(key, err);
     if (st != LT_OK) return st;
-    if (!local_path || !local_path[0]) return lt_errorf(err, LT_ERR_ARG, "storage: put '%s': empty local path", key);
+    if (!local_path || !local_path[0])
+        return lt_errorf(err, LT_ERR_ARG, "storage: put '%s': empty local path", key);
     return s->kind == LT_STORAGE_S3 ? lt_stg_s3_put(s, key, local_path, err)
                                     : lt_stg_local_put(s, key, local_path, err);
 }
@@ -435,7 +445,8 @@ lt_status lt_storage_sync_up(lt_storage *s, const char *local_dir, const char *p
     for (size_t i = 0; st == LT_OK && i < n; i++) {
         char *src = lt_uri_join(local_dir, rel[i]);
         char *key = lt_stg_strf("%s%s", dp, rel[i]);
-        st = src && key ? lt_storage_put(s, key, src, err) : lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
+        st = src && key ? lt_storage_put(s, key, src, err)
+                        : lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
         free(src);
         free(key);
     }

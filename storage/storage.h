@@ -30,17 +30,13 @@
 
 typedef struct lt_storage lt_storage;
 
-typedef enum {
-    LT_STORAGE_LOCAL = 0,
-    LT_STORAGE_S3,
-    LT_STORAGE_KIND_COUNT
-} lt_storage_kind;
+typedef enum { LT_STORAGE_LOCAL = 0, LT_STORAGE_S3, LT_STORAGE_KIND_COUNT } lt_storage_kind;
 
 typedef enum {
-    LT_STORAGE_EV_RETRY = 0,   /* a transient failure; the request is tried again after delay_ms */
-    LT_STORAGE_EV_DOWNLOADED,  /* an object was downloaded (bytes) */
-    LT_STORAGE_EV_CACHE_HIT,   /* an object came from the ETag cache without a download */
-    LT_STORAGE_EV_UPLOADED,    /* an object was uploaded (bytes) */
+    LT_STORAGE_EV_RETRY = 0,  /* a transient failure; the request is tried again after delay_ms */
+    LT_STORAGE_EV_DOWNLOADED, /* an object was downloaded (bytes) */
+    LT_STORAGE_EV_CACHE_HIT,  /* an object came from the ETag cache without a download */
+    LT_STORAGE_EV_UPLOADED,   /* an object was uploaded (bytes) */
     LT_STORAGE_EV_COUNT
 } lt_storage_event_kind;
 
@@ -70,7 +66,7 @@ typedef struct {
                                     parallel pieces (default 16 MiB) */
     int64_t part_size;           /* part size (default 8 MiB; AWS needs >= 5 MiB except the last part) */
     int list_page_size;          /* max-keys per ListObjectsV2 page, 1..1000 (default 1000) */
-    const char *access_key_id;     /* NULL: $AWS_ACCESS_KEY_ID; none at all: unsigned (anonymous) requests */
+    const char *access_key_id;   /* NULL: $AWS_ACCESS_KEY_ID; none at all: unsigned (anonymous) requests */
     const char *secret_access_key; /* NULL: $AWS_SECRET_ACCESS_KEY */
     const char *session_token;     /* NULL: $AWS_SESSION_TOKEN */
     const char *region;            /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, else "us-east-1" */

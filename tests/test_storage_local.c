@@ -63,7 +63,8 @@ static void test_keys(void) {
     lt_err err = {{0}};
     CHECK(lt_storage_check_key("a/b.txt", &err) == LT_OK);
     CHECK(lt_storage_check_key("x..y/.hidden/z", &err) == LT_OK);
-    const char *bad[] = {"", "/etc/passwd", "../x", "a/../../b", "a//b", "a/./b", "a\\b", "x/..", ".", "a/", "t\nx"};
+    const char *bad[] = {"",     "/etc/passwd", "../x", "a/../../b", "a//b", "a/./b",
+                         "a\\b", "x/..",        ".",    "a/",        "t\nx"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lt_err_clear(&err);
         lt_status st = lt_storage_check_key(bad[i], &err);
@@ -125,7 +126,8 @@ static void test_objects(const char *base) {
     CHECK(len == 5 && data && strcmp(data, "hello") == 0);
     free(data);
     CHECK(lt_storage_put_mem(s, "empty", NULL, 0, &err) == LT_OK);
-    CHECK(lt_storage_get_mem(s, "empty", &data, &len, &err) == LT_OK && len == 0 && data && ((char *)data)[0] == 0);
+    CHECK(lt_storage_get_mem(s, "empty", &data, &len, &err) == LT_OK && len == 0 && data &&
+          ((char *)data)[0] == 0);
     free(data);
 
     /* stat / exists */
@@ -144,7 +146,8 @@ static void test_objects(const char *base) {
     write_file(src, "0123456789");
     CHECK(lt_storage_put(s, "data/a.bin", src, &err) == LT_OK);
     CHECK(lt_storage_get(s, "data/a.bin", dst, &err) == LT_OK);
-    CHECK(lt_storage_get_mem(s, "data/a.bin", &data, &len, &err) == LT_OK && len == 10 && memcmp(data, "0123456789", 10) == 0);
+    CHECK(lt_storage_get_mem(s, "data/a.bin", &data, &len, &err) == LT_OK && len == 10 &&
+          memcmp(data, "0123456789", 10) == 0);
     free(data);
     write_file(dst, "keep me");
     lt_err_clear(&err);
@@ -159,7 +162,8 @@ static void test_objects(const char *base) {
     }
     CHECK(strcmp(buf, "keep me") == 0);
     lt_err_clear(&err);
-    CHECK(lt_storage_put(s, "data/b.bin", "/nonexistent/file", &err) == LT_ERR_FORMAT && strstr(err.msg, "not found"));
+    CHECK(lt_storage_put(s, "data/b.bin", "/nonexistent/file", &err) == LT_ERR_FORMAT &&
+          strstr(err.msg, "not found"));
     CHECK(tmp_files_in(base) == 0);
 
     /* keys that would leave the root are refused, and nothing is written outside */
@@ -184,11 +188,13 @@ static void test_objects(const char *base) {
     CHECK(lt_storage_list(s, "runs/1/", log_key, &kl, &err) == LT_OK);
     CHECK(kl.n == 2 && strcmp(kl.keys[0], "runs/1/a") == 0 && strcmp(kl.keys[1], "runs/1/log.txt") == 0);
     kl.n = 0;
-    CHECK(lt_storage_list(s, "runs/1", log_key, &kl, &err) == LT_OK && kl.n == 3); /* runs/1/... and runs/10/x */
+    CHECK(lt_storage_list(s, "runs/1", log_key, &kl, &err) == LT_OK &&
+          kl.n == 3); /* runs/1/... and runs/10/x */
     lt_storage_obj_list all;
     CHECK(lt_storage_list_all(s, "", &all, &err) == LT_OK);
     CHECK(all.n == 5); /* runs/1/log.txt, runs/1/a, runs/10/x, empty, data/a.bin */
-    for (size_t i = 1; i < all.n; i++) CHECK(strcmp(all.items[i - 1].key, all.items[i].key) < 0);
+    for (size_t i = 1; i < all.n; i++)
+        CHECK(strcmp(all.items[i - 1].key, all.items[i].key) < 0);
     lt_storage_obj_list_free(&all);
     CHECK(lt_storage_list_all(s, "nothing/", &all, &err) == LT_OK && all.n == 0);
     lt_storage_obj_list_free(&all);
@@ -208,7 +214,8 @@ static void test_objects(const char *base) {
     snprintf(p, sizeof p, "%s/1/.lt-tmp-crashed", down);
     CHECK(!file_exists(p));
     CHECK(lt_storage_sync_up(s, down, "copy/", &err) == LT_OK);
-    CHECK(lt_storage_get_mem(s, "copy/1/a", &data, &len, &err) == LT_OK && len == 2 && memcmp(data, "12", 2) == 0);
+    CHECK(lt_storage_get_mem(s, "copy/1/a", &data, &len, &err) == LT_OK && len == 2 &&
+          memcmp(data, "12", 2) == 0);
     free(data);
     lt_storage_stats stats;
     lt_storage_get_stats(s, &stats);
