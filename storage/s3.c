@@ -351,7 +351,8 @@ lt_status lt_stg_s3_get(lt_storage *s, const char *key, const char *local_path, 
     lt_storage_info info;
     lt_status st = head(s, key, full, &info, err);
     if (st != LT_OK) goto done;
-    if (s->opts.cache_dir) {
+    /* Without an ETag there is nothing to key the cache on. */
+    if (s->opts.cache_dir && info.etag[0]) {
         st = lt_stg_cache_paths(s->opts.cache_dir, s3->origin, full, info.etag, &cdir, &cfile, err);
         if (st != LT_OK) goto done;
         if (lt_stg_cache_has(cfile, info.size)) {

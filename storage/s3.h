@@ -70,6 +70,7 @@ typedef struct {
     int64_t sink_pos;   /* next write offset */
     int64_t received;   /* body bytes of this attempt */
     int sink_errno;     /* errno of a failed local write */
+    int range_ignored;  /* a ranged GET got a 2xx other than 206 */
     int retry_after_s;  /* Retry-After header, 0 when absent */
     char curl_err[CURL_ERROR_SIZE];
 } lt_s3_job;

@@ -123,6 +123,10 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
         lt_stg_buf_add(&job->errbody, p, n < room ? n : room); /* a lost error body only shortens a message */
         return n;
     }
+    if (job->range[0] && code != 206) {
+        job->range_ignored = 1; /* a whole object written at a piece's offset would corrupt the file */
+        return 0;
+    }
     job->received += (int64_t)n;
     if (job->out_mem) {
         if (lt_stg_buf_add(job->out_mem, p, n)) {
@@ -252,6 +256,7 @@ static lt_status job_start(lt_storage *s, lt_s3_job *job, lt_err *err) {
     job->content_length = job->total_size = job->mtime = -1;
     job->retry_after_s = 0;
     job->sink_errno = 0;
+    job->range_ignored = 0;
     job->received = 0;
     job->curl_err[0] = '\0';
     job->errbody.len = 0;
@@ -364,6 +369,11 @@ static lt_status classify(lt_storage *s, lt_s3_job *job, CURLcode rc, int *trans
     char where[600];
     msgf(where, sizeof where, "%s s3://%s/%s", job->method, s3->bucket, job->object ? job->object : "");
     if (rc != CURLE_OK) {
+        if (rc == CURLE_WRITE_ERROR && job->range_ignored) {
+            msgf(job->msg, sizeof job->msg, "%s: the server ignored the Range header (HTTP %ld)", where,
+                 job->http);
+            return LT_ERR_FORMAT;
+        }
         if (rc == CURLE_WRITE_ERROR && job->sink_errno) {
             msgf(job->msg, sizeof job->msg, "%s: writing the download failed: %s", where,
                  strerror(job->sink_errno));

@@ -61,7 +61,7 @@ lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *loc
             break;
         }
         char *cdir = NULL;
-        if (s->opts.cache_dir) {
+        if (s->opts.cache_dir && o->etag[0]) {
             st = lt_stg_cache_paths(s->opts.cache_dir, s3->origin, it->full, o->etag, &cdir, &it->cfile, err);
             if (st != LT_OK) break;
             if (lt_stg_cache_has(it->cfile, o->size)) {

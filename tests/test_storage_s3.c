@@ -324,7 +324,7 @@ static void stop_s3rver(s3rver_proc *p) {
 
 /* ---------------------------------------------------------------- fake server thread */
 
-enum { FAKE_FLAKY, FAKE_HANG, FAKE_LEAK, FAKE_EVIL_LIST };
+enum { FAKE_FLAKY, FAKE_HANG, FAKE_LEAK, FAKE_EVIL_LIST, FAKE_NO_RANGE };
 
 typedef struct {
     int fd, port;
@@ -402,6 +402,13 @@ static void serve_one(fake_srv *f, int c) {
                 "<Error><Code>AccessDenied</Code><Message>key AKIDLATHETESTKEY with secret " SECRET_KEY
                 " is not allowed</Message><AWSAccessKeyId>AKIDLATHETESTKEY</AWSAccessKeyId></Error>");
         break;
+    case FAKE_NO_RANGE: {
+        /* Answers every GET with the whole object, Range or not. */
+        static char body[3001];
+        memset(body, 'a', 3000);
+        respond(c, 200, "OK", "ETag: \"0123456789abcdef0123456789abcdef\"\r\n", body);
+        break;
+    }
     case FAKE_EVIL_LIST:
         if (strstr(req, "list-type=2")) {
             respond(
@@ -705,7 +712,7 @@ static void test_wrong_key(void) {
 
 /* ---------------------------------------------------------------- failure injection */
 
-static lt_storage *open_fake(int port, int max_retries, int timeout_ms, ev_log *log) {
+static lt_storage *open_fake(int port, int max_retries, int timeout_ms, int64_t threshold, ev_log *log) {
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
     lt_storage_opts o;
@@ -717,6 +724,8 @@ static lt_storage *open_fake(int port, int max_retries, int timeout_ms, ev_log *
     o.retry_base_ms = 10;
     o.retry_max_ms = 40;
     o.request_timeout_ms = timeout_ms;
+    o.multipart_threshold = threshold;
+    o.part_size = 1024;
     o.on_event = on_event;
     o.event_ctx = log;
     lt_err err = {{0}};
@@ -738,7 +747,7 @@ static void test_failures(const char *base) {
     lt_storage_stats stats;
 
     /* 503 twice, then the object: two retries, one success */
-    lt_storage *s = open_fake(f.port, 3, 0, &log);
+    lt_storage *s = open_fake(f.port, 3, 0, 1 << 20, &log);
     fake_mode(&f, FAKE_FLAKY, 2, 503);
     lt_status st = lt_storage_get_mem(s, "obj", &data, &len, &err);
     CHECK_MSG(st == LT_OK && len == 11 && memcmp(data, "hello world", 11) == 0, "flaky get: %s", err.msg);
@@ -788,9 +797,19 @@ static void test_failures(const char *base) {
     CHECK(atomic_load(&f.requests) == 1); /* the listing only */
     lt_storage_close(s);
 
+    /* a server that ignores Range: the ranged download must fail rather than write a mangled file */
+    s = open_fake(f.port, 3, 0, 2048, &log);
+    fake_mode(&f, FAKE_NO_RANGE, 0, 0);
+    snprintf(p, sizeof p, "%s/norange.bin", base);
+    lt_err_clear(&err);
+    st = lt_storage_get(s, "obj", p, &err);
+    CHECK_MSG(st == LT_ERR_FORMAT && strstr(err.msg, "ignored the Range"), "%s", err.msg);
+    CHECK(access(p, F_OK) != 0);
+    lt_storage_close(s);
+
     /* a server that never answers: each attempt times out, then a transient error */
     ev_log hang_log = {0};
-    s = open_fake(f.port, 1, 300, &hang_log);
+    s = open_fake(f.port, 1, 300, 1 << 20, &hang_log);
     fake_mode(&f, FAKE_HANG, 0, 0);
     lt_err_clear(&err);
     st = lt_storage_get_mem(s, "obj", &data, &len, &err);
@@ -803,7 +822,7 @@ static void test_failures(const char *base) {
     /* nobody listening: connection refused is transient */
     int port = 0;
     loopback_socket(&port, 0);
-    s = open_fake(port, 2, 0, &log);
+    s = open_fake(port, 2, 0, 1 << 20, &log);
     lt_err_clear(&err);
     st = lt_storage_stat(s, "obj", &(lt_storage_info){0}, &err);
     CHECK_MSG(st == LT_ERR_IO && lt_storage_is_transient(st) && strstr(err.msg, "gave up after 3 attempts"),
