@@ -68,6 +68,10 @@ static uint8_t *make_image(const char *json, size_t json_len, size_t data_len, s
 
 /* ---- round trip through the parameter store ---- */
 
+/* Scalars pass a non-NULL shape: lt_params_add memcpy's ndim (0) dimensions from it, which UBSan flags
+ * for NULL. */
+static const int64_t s_scalar[1] = {0};
+
 static void declare_model(lt_params *p) {
     static const int64_t s_conv[4] = {4, 3, 3, 3}, s_bias[1] = {4}, s_fc[2] = {5, 7}, s_empty[2] = {0, 3};
     lt_err err = {{0}};
@@ -75,7 +79,7 @@ static void declare_model(lt_params *p) {
     CHECK(lt_params_add(p, "embed.conv.bias", s_bias, 1, LT_PARAM_TRAINABLE, &err));
     CHECK(lt_params_add(p, "bn.running_mean", s_bias, 1, LT_PARAM_BUFFER, &err));
     CHECK(lt_params_add(p, "fc.weight", s_fc, 2, LT_PARAM_TRAINABLE, &err));
-    CHECK(lt_params_add(p, "frozen.scale", NULL, 0, LT_PARAM_FROZEN, &err));
+    CHECK(lt_params_add(p, "frozen.scale", s_scalar, 0, LT_PARAM_FROZEN, &err));
     CHECK(lt_params_add(p, "zero.sized", s_empty, 2, LT_PARAM_TRAINABLE, &err));
     CHECK(lt_params_alloc(p, &err) == LT_OK);
 }
@@ -318,6 +322,51 @@ static void test_dtypes(void) {
     free(img);
 }
 
+/* Every F16 and BF16 bit pattern against a naive decoder of the IEEE layout; 70,000 elements so the
+ * converters take their parallel path. */
+static float naive_half(uint16_t h, int exp_bits, int man_bits) {
+    int bias = (1 << (exp_bits - 1)) - 1, e = (h >> man_bits) & ((1 << exp_bits) - 1);
+    int m = h & ((1 << man_bits) - 1);
+    float mag = e == 0                     ? ldexpf((float)m, 1 - bias - man_bits)
+                : e == (1 << exp_bits) - 1 ? (m ? NAN : INFINITY)
+                                           : ldexpf((float)(m + (1 << man_bits)), e - bias - man_bits);
+    return (h & 0x8000) ? -mag : mag;
+}
+
+static void test_all_half_patterns(void) {
+    enum { N = 70000 };
+    static const char *const j[2] = {
+        "{\"h\":{\"dtype\":\"F16\",\"shape\":[70000],\"data_offsets\":[0,140000]}}",
+        "{\"h\":{\"dtype\":\"BF16\",\"shape\":[70000],\"data_offsets\":[0,140000]}}"};
+    float *got = malloc(N * sizeof *got);
+    for (int k = 0; k < 2; k++) {
+        size_t len;
+        uint8_t *img = make_image(j[k], strlen(j[k]), 2 * N, &len);
+        uint8_t *data = img + len - 2 * N;
+        for (int i = 0; i < N; i++) {
+            uint16_t b = (uint16_t)(i & 0xffff);
+            memcpy(data + 2 * i, &b, 2);
+        }
+        lt_err err = {{0}};
+        lt_st_file *f = NULL;
+        CHECK(lt_st_parse(img, len, "halves", &f, &err) == LT_OK);
+        if (f && lt_st_read_f32(f, lt_st_entry_at(f, 0), got, N, &err) == LT_OK) {
+            int bad = -1;
+            for (int i = 0; i < N && bad < 0; i++)
+                if (!same_float(got[i],
+                                k == 0 ? naive_half((uint16_t)i, 5, 10) : naive_half((uint16_t)i, 8, 7)))
+                    bad = i;
+            CHECK_MSG(bad < 0, "%s bits 0x%04x decode to %.9g", k ? "BF16" : "F16", bad & 0xffff,
+                      bad < 0 ? 0.0 : got[bad]);
+        } else {
+            CHECK_MSG(0, "%s", err.msg);
+        }
+        lt_st_close(f);
+        free(img);
+    }
+    free(got);
+}
+
 /* ---- malformed headers ---- */
 
 #define T(dt, shape, b, e) "{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
@@ -373,7 +422,7 @@ static const bad_case bad_cases[] = {
     {"{\"a\":" T("F32", "[1]", 0, 4) ",\"b\":" T("F32", "[1]", 8, 12) "}", 12,
      "leave a gap after tensor 'a'"},
     {"{\"a\":" T("F32", "[1]", 4, 8) "}", 8,
-     "tensor 'a': data_offsets [4, 8] leave a gap after the buffer start"},
+     "tensor 'a': data_offsets [4, 8] leave a gap at the buffer start"},
     {"{\"a\":" T("F32", "[2]", 0, 8) ",\"b\":" T("F32", "[1]", 4, 8) "}", 8, "tensor 'b'"},
     {"{\"a\":" T("F32", "[2]", 0, 8) ",\"b\":" T("F32", "[1]", 4, 8) "}", 8, "overlap tensor 'a'"},
     {"{\"a\":" T("F32", "[1]", 0, 4) ",\"b\":" T("F32", "[1]", 0, 4) "}", 4, "tensor 'b'"},
@@ -458,6 +507,21 @@ static void test_malformed(void) {
     check_bad(img, len, "not valid JSON", "deep nesting");
     free(img);
     free(deep);
+    /* a header of millions of tiny values is refused before cJSON spends gigabytes on it */
+    size_t nz = LT_ST_MAX_JSON_VALUES + 10;
+    char *wide = malloc(2 * nz + 64);
+    k = (size_t)sprintf(wide, "{\"z\":{\"dtype\":\"F32\",\"shape\":[");
+    for (size_t i = 0; i < nz; i++) {
+        wide[k++] = '0';
+        wide[k++] = ',';
+    }
+    static const char tail[] = "],\"data_offsets\":[0,0]}}";
+    memcpy(wide + k - 1, tail, sizeof tail - 1); /* over the last ',' */
+    k += sizeof tail - 2;
+    img = make_image(wide, k, 0, &len);
+    check_bad(img, len, "JSON values, over the 8000000", "many values");
+    free(img);
+    free(wide);
 }
 
 /* Headers that look odd but are valid, as the reference reads them. */
@@ -618,7 +682,7 @@ static void init_store(lt_params *p, int with_counter) {
     lt_params_add(p, "classifier.weight", s10_4, 2, LT_PARAM_TRAINABLE, &err);
     lt_params_add(p, "classifier.bias", s10, 1, LT_PARAM_TRAINABLE, &err);
     lt_params_add(p, "new.head", s5, 1, LT_PARAM_TRAINABLE, &err);
-    if (with_counter) lt_params_add(p, "bn.num_batches_tracked", NULL, 0, LT_PARAM_BUFFER, &err);
+    if (with_counter) lt_params_add(p, "bn.num_batches_tracked", s_scalar, 0, LT_PARAM_BUFFER, &err);
     CHECK(lt_params_alloc(p, &err) == LT_OK);
     for (int64_t i = 0; i < p->numel; i++)
         p->data[i] = -7.0f;
@@ -773,6 +837,7 @@ int main(void) {
     test_reference_bytes();
     test_python_layout();
     test_dtypes();
+    test_all_half_patterns();
     test_malformed();
     test_valid_corners();
     test_truncated();

@@ -7,7 +7,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,7 +121,7 @@ static int cmp_offsets(const void *a, const void *b) {
     const lt_st_entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
-    return 0;
+    return strcmp(x->name, y->name); /* ties (zero-size tensors, overlaps) in a fixed order */
 }
 
 /* qsort has no context argument; the name index sorts (index, name) pairs instead. */
@@ -247,6 +246,27 @@ static lt_status parse_metadata(lt_st_file *f, const cJSON *md, lt_err *err) {
     return st;
 }
 
+/* An upper bound on the number of JSON values in a header: one more than its ',', '[' and '{' outside
+ * strings. cJSON spends ~80 bytes per value, so a 100 MB header of "[0,0,0,..." would take 4 GB. */
+static size_t count_json_values(const uint8_t *h, size_t n) {
+    size_t count = 1;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = h[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == ',' || c == '[' || c == '{') {
+            count++;
+        }
+    }
+    return count;
+}
+
 /* Parses the JSON text of the header (n bytes at h) into f->root. */
 static lt_status parse_json(lt_st_file *f, const uint8_t *h, uint64_t n, lt_err *err) {
     const char *w = f->what;
@@ -256,6 +276,11 @@ static lt_status parse_json(lt_st_file *f, const uint8_t *h, uint64_t n, lt_err 
     const uint8_t *nul = memchr(h, 0, n);
     if (nul) return lt_errorf(err, LT_ERR_FORMAT, "%s: header has a NUL byte at header byte %td", w, nul - h);
     if (!utf8_valid(h, n)) return lt_errorf(err, LT_ERR_FORMAT, "%s: header is not valid UTF-8", w);
+    size_t values = count_json_values(h, n);
+    if (values > LT_ST_MAX_JSON_VALUES)
+        return lt_errorf(err, LT_ERR_FORMAT,
+                         "%s: header holds up to %zu JSON values, over the %d this reader accepts", w, values,
+                         LT_ST_MAX_JSON_VALUES);
     /* cJSON gets its own NUL-terminated copy, so it can never read past the header, whatever it does at
      * the end of its input. */
     char *copy = malloc(n + 1);
@@ -357,13 +382,18 @@ static lt_status parse_image(lt_st_file *f, lt_err *err) {
     uint64_t at = 0;
     for (int i = 0; i < f->n; i++) {
         const lt_st_entry *e = &f->entries[i];
+        if (e->begin != at && i == 0)
+            return lt_errorf(err, LT_ERR_FORMAT,
+                             "%s: tensor " NAME_FMT
+                             ": data_offsets [%llu, %llu] leave a gap at the buffer start",
+                             w, e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
         if (e->begin != at)
-            return lt_errorf(
-                err, LT_ERR_FORMAT,
-                "%s: tensor " NAME_FMT ": data_offsets [%llu, %llu] %s %s%.200s%s (which ends at byte %llu)",
-                w, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                e->begin > at ? "leave a gap after" : "overlap", i ? "tensor '" : "",
-                i ? f->entries[i - 1].name : "the buffer start", i ? "'" : "", (unsigned long long)at);
+            return lt_errorf(err, LT_ERR_FORMAT,
+                             "%s: tensor " NAME_FMT ": data_offsets [%llu, %llu] %s tensor " NAME_FMT
+                             " (which ends at byte %llu)",
+                             w, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                             e->begin > at ? "leave a gap after" : "overlap", f->entries[i - 1].name,
+                             (unsigned long long)at);
         at = e->end;
     }
     if (at != f->data_len)

@@ -13,8 +13,10 @@
  * (safetensors.torch.save_file) lays them out: tensors sorted by name, header padded with spaces to a
  * multiple of 8 bytes so every tensor starts 8-byte aligned in the file.
  *
- * Limits: the header is at most 100 MB (as the reference); shape dimensions and offsets must be integers
- * below 2^53 (JSON numbers are doubles in cJSON; no real file comes near). Little-endian hosts only. */
+ * Limits: the header is at most 100 MB (as the reference) and holds at most LT_ST_MAX_JSON_VALUES JSON
+ * values (the reference has no such bound); shape dimensions and offsets must be integers
+ * below 2^53 (JSON numbers are doubles in cJSON; no real file comes near), and a dimension written "2.0"
+ * reads as 2 where the reference refuses it. Little-endian hosts only. Accessors need an open file. */
 #ifndef LT_SAFETENSORS_H
 #define LT_SAFETENSORS_H
 
@@ -24,6 +26,9 @@
 #include <stdint.h>
 
 #define LT_ST_MAX_HEADER 100000000ULL
+/* Bounds the parsed header's memory (cJSON takes ~80 bytes per JSON value) to under 1 GB; a tensor takes
+ * about 10 values, so this allows ~800,000 tensors where real checkpoints hold a few thousand. */
+#define LT_ST_MAX_JSON_VALUES 8000000
 
 /* In the reference's order (increasing alignment); append-only. */
 typedef enum {
