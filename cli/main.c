@@ -16,6 +16,12 @@ static const command commands[] = {
     {"evaluate", cmd_evaluate, "compute metrics of a trained model on a data set split"},
     {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
     {"mock-kafka", cmd_mock_kafka, "run librdkafka's mock Kafka cluster (tests, local runs)"},
+    {"scheduler", cmd_scheduler, "run the HTTP API that queues trainings on Kafka and tracks them"},
+    {"standalone", cmd_standalone, "run scheduler, workers and an in-process Kafka in one process"},
+    {"submit", cmd_submit, "submit a training to a scheduler (--wait for its end)"},
+    {"status", cmd_status, "print a training's record"},
+    {"list", cmd_list, "list trainings (--state S)"},
+    {"cancel", cmd_cancel, "cancel a training"},
 };
 
 static void usage(FILE *f) {

@@ -3,6 +3,7 @@
 
 #include "core.h"
 #include "http.h"
+#include "mirror.h"
 #include "producer.h"
 
 #include <pthread.h>
@@ -26,7 +27,9 @@ struct lt_scheduler {
     lt_sched_producer *prod; /* state records, jobs, cancels */
     lt_kafka_producer *dlq;  /* dead letters (messaging/kafka.h formats them) */
     lt_http *http;
-    pthread_t thread; /* rebuild, then the events loop */
+    lt_mirror *mirror; /* NULL unless state_dir */
+    int republish;     /* republish_unfinished */
+    pthread_t thread;  /* rebuild, then the events loop */
     int thread_started;
     atomic_int stop;
 };
@@ -60,6 +63,10 @@ static void nap(lt_scheduler *s, int ms) {
 
 static lt_status bus_persist(void *ctx, const char *id, const char *json, void **ticket, lt_err *err) {
     lt_scheduler *s = ctx;
+    if (s->mirror) {
+        lt_err merr = {{0}};
+        if (lt_mirror_put(s->mirror, id, json, &merr) != LT_OK) logf_(s, "state mirror: %s", merr.msg);
+    }
     return lt_sched_produce(s->prod, s->topic_state, id, json, json ? strlen(json) : 0, (lt_ticket **)ticket,
                             err);
 }
@@ -274,6 +281,43 @@ static void events_loop(lt_scheduler *s) {
     rd_kafka_destroy(rk);
 }
 
+/* Publishes the QUEUED and RUNNING jobs of the table again (standalone restart: the in-memory cluster lost
+ * their messages). A cancel requested before the restart is published again first. */
+static void republish(lt_scheduler *s) {
+    size_t total = 0;
+    lt_table_lock(s->core.table);
+    cJSON *all = lt_table_list(s->core.table, -1, (size_t)-1, &total);
+    lt_table_unlock(s->core.table);
+    int n = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, all) {
+        const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "state"));
+        if (!state || (strcmp(state, "QUEUED") && strcmp(state, "RUNNING"))) continue;
+        lt_msg_job j = {.type = "training",
+                        .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
+                        .name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "name")),
+                        .algorithm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "algorithm")),
+                        .dataset = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "dataset")),
+                        .output = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "output")),
+                        .hyperparameters = cJSON_GetObjectItemCaseSensitive(r, "hyperparameters"),
+                        .submitted_at =
+                            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "created_at"))};
+        char *text = NULL;
+        lt_err err = {{0}};
+        lt_status st = lt_msg_job_encode(&j, &text, &err);
+        if (st == LT_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "cancel_requested")))
+            st = bus_publish_cancel(s, j.id, &err);
+        if (st == LT_OK) st = bus_publish_job(s, j.id, text, &err);
+        free(text);
+        if (st != LT_OK)
+            logf_(s, "could not publish %s again: %s", j.id ? j.id : "?", err.msg);
+        else
+            n++;
+    }
+    cJSON_Delete(all);
+    if (n) logf_(s, "published %d unfinished job(s) again", n);
+}
+
 static void *run(void *arg) {
     lt_scheduler *s = arg;
     for (int attempt = 1; !atomic_load(&s->stop); attempt++) {
@@ -285,6 +329,7 @@ static void *run(void *arg) {
         nap(s, 2000);
     }
     if (atomic_load(&s->stop)) return NULL;
+    if (s->republish) republish(s);
     atomic_store(&s->core.ready, 1);
     events_loop(s);
     return NULL;
@@ -355,6 +400,13 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
                           .check_dataset = o->check_dataset,
                           .allow_noop = o->allow_noop};
     if (lt_sched_init(&s->core, &bus, &sub, o->api_token, err) != LT_OK) goto fail;
+    if (o->state_dir && o->state_dir[0]) {
+        size_t n = 0;
+        if (lt_mirror_load(o->state_dir, &s->core, &n, err) != LT_OK) goto fail;
+        if (n) logf_(s, "%zu job record(s) loaded from %s", n, o->state_dir);
+        if (!(s->mirror = lt_mirror_open(o->state_dir, err))) goto fail;
+        s->republish = o->republish_unfinished;
+    }
     if (!(s->http = lt_http_start(&s->core, o->bind, o->port, err))) goto fail;
     if (pthread_create(&s->thread, NULL, run, s)) {
         lt_errorf(err, LT_ERR_NOMEM, "cannot start the scheduler thread");
@@ -384,6 +436,7 @@ void lt_scheduler_stop(lt_scheduler *s) {
     if (s->thread_started) pthread_join(s->thread, NULL);
     lt_sched_producer_destroy(s->prod);
     lt_kafka_producer_destroy(s->dlq);
+    lt_mirror_close(s->mirror);
     lt_sched_free(&s->core);
     free(s->storage);
     free(s->group);

@@ -14,17 +14,21 @@
 #include "storage/storage.h"
 
 typedef struct {
-    const char *bind;      /* listen address; NULL or "" = every IPv4 address */
-    int port;              /* 0 = any free port (see lt_scheduler_port) */
-    const char *storage;   /* LATHE_STORAGE: root of default outputs and of relative data set URIs */
-    const char *api_token; /* bearer token the API demands; NULL or "" = none */
-    lt_kafka_config kafka; /* brokers, topic prefix, passthrough properties (copied) */
-    const char *group_id;  /* events consumer group; NULL = "<prefix>scheduler" */
-    const char *client_id; /* Kafka client.id; NULL = "lathe-scheduler" */
-    int create_topics;     /* create the five topics at start (a real cluster; not the mock) */
-    int check_dataset;     /* list each submitted data set (1 except in tests) */
-    int allow_noop;        /* accept algorithm "noop" (the dispatch benchmark) */
-    int quiet;             /* no informational lines on stderr */
+    const char *bind;         /* listen address; NULL or "" = every IPv4 address */
+    int port;                 /* 0 = any free port (see lt_scheduler_port) */
+    const char *storage;      /* LATHE_STORAGE: root of default outputs and of relative data set URIs */
+    const char *api_token;    /* bearer token the API demands; NULL or "" = none */
+    lt_kafka_config kafka;    /* brokers, topic prefix, passthrough properties (copied) */
+    const char *group_id;     /* events consumer group; NULL = "<prefix>scheduler" */
+    const char *client_id;    /* Kafka client.id; NULL = "lathe-scheduler" */
+    int create_topics;        /* create the five topics at start (a real cluster; not the mock) */
+    int check_dataset;        /* list each submitted data set (1 except in tests) */
+    int allow_noop;           /* accept algorithm "noop" (the dispatch benchmark) */
+    int quiet;                /* no informational lines on stderr */
+    const char *state_dir;    /* also mirror the records to this local folder and load them at start (lathe
+                                 standalone, whose Kafka lives in memory); NULL = none */
+    int republish_unfinished; /* after loading, publish QUEUED and RUNNING jobs again (their messages died
+                                 with the in-memory cluster); only with state_dir */
 } lt_scheduler_opts;
 
 typedef struct lt_scheduler lt_scheduler;
