@@ -237,14 +237,44 @@ static void handle_event(lt_scheduler *s, batch *b, rd_kafka_message_t *m) {
     batch_offset(b, m);
 }
 
+/* Assigns every partition of the events topic at the group's committed offsets (earliest when none). The
+ * scheduler is a singleton, so it takes the partitions itself instead of joining the group: no rebalance
+ * wait at start or after a restart (a restarted member would otherwise wait for its predecessor's session
+ * to time out), and a second scheduler by mistake would see every event rather than half of them. */
+static lt_status assign_events(lt_scheduler *s, rd_kafka_t *rk, lt_err *err) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, s->topic_events, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, 5000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    lt_status st = LT_OK;
+    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0) {
+        st = lt_errorf(err, LT_ERR_IO, "topic %s is not available: %s", s->topic_events,
+                       rd_kafka_err2str(e                    ? e
+                                        : md->topic_cnt == 1 ? md->topics[0].err
+                                                             : RD_KAFKA_RESP_ERR_UNKNOWN));
+    } else {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(l, s->topic_events, md->topics[0].partitions[i].id)->offset =
+                RD_KAFKA_OFFSET_STORED;
+        if ((e = rd_kafka_assign(rk, l)))
+            st = lt_errorf(err, LT_ERR_IO, "assigning %s: %s", s->topic_events, rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    if (t) rd_kafka_topic_destroy(t);
+    return st;
+}
+
 static void events_loop(lt_scheduler *s) {
     lt_err err = {{0}};
     rd_kafka_t *rk = lt_kafka_consumer_new(&s->kafka, s->client, s->group, NULL, NULL, 0, &err);
-    const char *topics[1] = {s->topic_events};
-    if (!rk || lt_kafka_subscribe(rk, topics, 1, &err) != LT_OK) {
+    if (!rk) {
         logf_(s, "cannot consume %s: %s", s->topic_events, err.msg);
-        if (rk) rd_kafka_destroy(rk);
         return;
+    }
+    while (!atomic_load(&s->stop) && assign_events(s, rk, &err) != LT_OK) {
+        logf_(s, "%s (retrying in 2 s)", err.msg);
+        nap(s, 2000);
     }
     batch b = {.offsets = NULL};
     while (!atomic_load(&s->stop)) {
