@@ -21,6 +21,10 @@ static const lt_opt_spec specs[] = {
      "demand 'Authorization: Bearer TOKEN' on /v1/trainings (prefer the variable: flags show in ps)"},
     {"consumer-group", "LATHE_SCHEDULER_GROUP", "NAME", NULL,
      "events consumer group (default <prefix>scheduler)"},
+    {"partitions", "LATHE_JOBS_PARTITIONS", "N", "8",
+     "partitions of the jobs and events topics when this creates them (>= the most workers you run)"},
+    {"replication", "LATHE_TOPIC_REPLICATION", "N", "-1",
+     "replication factor of the topics this creates (-1: the brokers' default)"},
     {"no-create-topics", NULL, NULL, NULL,
      "don't create the topics at start (they exist, or auto-creation is on)"},
     {"allow-noop", "LATHE_ALLOW_NOOP", NULL, NULL,
@@ -51,14 +55,19 @@ int cmd_scheduler(int argc, char **argv) {
     }
     lt_scheduler_opts so;
     lt_scheduler_opts_init(&so);
-    int64_t port = 8080;
+    int64_t port = 8080, partitions = 8, replication = -1;
     if (lt_opts_int(&o, "port", 0, 65535, &port, &err) != LT_OK ||
+        lt_opts_int(&o, "partitions", 1, 10000, &partitions, &err) != LT_OK ||
+        lt_opts_int(&o, "replication", -1, 100, &replication, &err) != LT_OK ||
+        (replication == 0 && lt_errorf(&err, LT_ERR_ARG, "--replication: 0 is not a replication factor")) ||
         lt_kafka_config_set(&so.kafka, lt_opts_get(&o, "brokers"), lt_opts_get(&o, "topic-prefix"), &err) !=
             LT_OK) {
         lt_opts_free(&o);
         return cli_usage_error("scheduler", "%s", err.msg);
     }
     so.port = (int)port;
+    so.kafka.jobs_partitions = (int)partitions;
+    so.kafka.replication = (int)replication;
     so.bind = lt_opts_get(&o, "bind");
     so.storage = lt_opts_get(&o, "storage");
     so.api_token = lt_opts_get(&o, "api-token");

@@ -210,7 +210,7 @@ static lt_job *make(const char *id, const char *created, lt_job_state st, const 
 static void test_table(void) {
     lt_table *t = lt_table_create();
     lt_table_lock(t);
-    char id[32], created[32];
+    char id[32], created[64];
     for (int i = 0; i < 300; i++) { /* enough to grow the buckets */
         snprintf(id, sizeof id, "tr-%03d", i);
         snprintf(created, sizeof created, "2024-05-01T12:%02d:%02d.000Z", i / 60, i % 60);
