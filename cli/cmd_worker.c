@@ -31,6 +31,7 @@ static const lt_opt_spec specs[] = {
      "(default $TMPDIR/lathe-worker-<worker-id>)"},
     {"max-attempts", "LATHE_WORKER_MAX_ATTEMPTS", "N", "5", "tries of a job that fails transiently"},
     {"retry-ms", NULL, "MS", "1000", "first backoff between tries (doubles, at most 60 s)"},
+    {"storage-retries", NULL, "N", "5", "retries inside each storage request before a try fails"},
     {"progress-ms", NULL, "MS", "1000", "at most one progress event per interval"},
     {"poll-ms", NULL, "MS", "100", "consumer poll timeout (1..100)"},
     {"max-poll-interval-ms", NULL, "MS", "300000", "Kafka max.poll.interval.ms"},
@@ -63,12 +64,13 @@ int cmd_worker(int argc, char **argv) {
     lt_worker_opts_init(&o);
     int64_t max_attempts = o.max_attempts, retry = o.retry_base_ms, progress = o.progress_interval_ms,
             poll = o.poll_ms, max_poll = o.max_poll_interval_ms, msg_timeout = o.message_timeout_ms,
-            ckpt = o.checkpoint_steps;
+            ckpt = o.checkpoint_steps, sretries = 5;
     if (lt_kafka_config_init(&o.kafka, &err) != LT_OK ||
         lt_kafka_config_set(&o.kafka, lt_opts_get(&opts, "brokers"), lt_opts_get(&opts, "topic-prefix"),
                             &err) != LT_OK ||
         lt_opts_int(&opts, "max-attempts", 1, 1000, &max_attempts, &err) != LT_OK ||
         lt_opts_int(&opts, "retry-ms", 1, 3600000, &retry, &err) != LT_OK ||
+        lt_opts_int(&opts, "storage-retries", 0, 100, &sretries, &err) != LT_OK ||
         lt_opts_int(&opts, "progress-ms", 0, 3600000, &progress, &err) != LT_OK ||
         lt_opts_int(&opts, "poll-ms", 1, 100, &poll, &err) != LT_OK ||
         lt_opts_int(&opts, "max-poll-interval-ms", 10000, 86400000, &max_poll, &err) != LT_OK ||
@@ -95,6 +97,7 @@ int cmd_worker(int argc, char **argv) {
     o.work_dir = wd;
     o.max_attempts = (int)max_attempts;
     o.retry_base_ms = (int)retry;
+    o.storage_retries = (int)sretries;
     o.progress_interval_ms = (int)progress;
     o.poll_ms = (int)poll;
     o.max_poll_interval_ms = (int)max_poll;

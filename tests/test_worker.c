@@ -82,6 +82,8 @@ static void worker_start(worker_thread *w, const lt_kafka_config *c, const char 
     w->o.worker_id = id;
     w->o.progress_interval_ms = 0; /* every step, so the test sees them all */
     w->o.retry_base_ms = 200;
+    w->o.max_attempts = 3;
+    w->o.storage_retries = 0;
     w->o.stop = &w->stop;
     pthread_create(&w->thread, NULL, worker_main, w);
 }
@@ -376,7 +378,22 @@ int main(void) {
     CHECK(events_wait(&ev, 0, "job-e", LT_EV_STATE, LT_JOB_RUNNING, 0) < 0);
     CHECK(wait_committed(group, &c, partitions, 7, 10) == 7);
 
-    /* 7. shutdown mid-job: it checkpoints to storage, emits no final event, is not committed; the next
+    /* 7. transient storage failures (an S3 endpoint that refuses connections) are retried with backoff,
+     *    reported as log events, then FAILED */
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9", 1);
+    before = ev.n;
+    submit(p, &c, "job-f", tiny, "s3://lathe-test/datasets/tiny");
+    int ffinal = events_wait(&ev, before, "job-f", LT_EV_STATE, -1, 60);
+    CHECK_MSG(ffinal >= 0 && ev.ev[ffinal].state == LT_JOB_FAILED && ev.ev[ffinal].error &&
+                  strstr(ev.ev[ffinal].error, "gave up after 3 tries"),
+              "job-f: %s", ffinal >= 0 && ev.ev[ffinal].error ? ev.ev[ffinal].error : "no final event");
+    events_trace(&ev, "job-f", before, ffinal, trace, sizeof trace);
+    CHECK_MSG(!strcmp(trace, "S:RUNNING L S:RUNNING L S:RUNNING S:FAILED "), "job-f events: %s", trace);
+    CHECK(ffinal >= 0 && ev.ev[ffinal].attempt == 3);
+    CHECK(wait_committed(group, &c, partitions, 8, 10) == 8);
+    unsetenv("AWS_ENDPOINT_URL");
+
+    /* 8. shutdown mid-job: it checkpoints to storage, emits no final event, is not committed; the next
      *    worker resumes it from that checkpoint */
     const char *six = "{\"input_size\":16,\"num_train_epochs\":1,\"per_device_train_batch_size\":2,"
                       "\"per_device_eval_batch_size\":3}";
@@ -387,7 +404,7 @@ int main(void) {
     worker_stop(&w);
     events_poll(&ev, 500);
     CHECK(events_wait(&ev, before, "job-g", LT_EV_STATE, -1, 0) < 0);
-    CHECK(committed_total(group, &c, partitions) == 7);
+    CHECK(committed_total(group, &c, partitions) == 8);
     char out_g[700];
     snprintf(out_g, sizeof out_g, "%s/trainings/job-g", store);
     char *latest = read_text(out_g, "checkpoints/latest");
@@ -406,7 +423,7 @@ int main(void) {
     CHECK(gfinal >= 0 && ev.ev[gfinal].state == LT_JOB_SUCCEEDED);
     int gprog = g2 >= 0 ? events_wait(&ev, g2, "job-g", LT_EV_PROGRESS, 0, 1) : -1;
     CHECK(gprog >= 0 && ev.ev[gprog].step == saved + 1);
-    CHECK(wait_committed(group, &c, partitions, 8, 10) == 8);
+    CHECK(wait_committed(group, &c, partitions, 9, 10) == 9);
     worker_stop(&w);
 
     for (int i = 0; i < ev.n; i++)

@@ -462,6 +462,7 @@ void *job_thread(void *arg) {
     c.local_output = c.job_dir ? lt_path_join(c.job_dir, "output") : NULL;
     lt_storage_opts_init(&c.sopts);
     c.sopts.cache_dir = cache;
+    if (o->storage_retries >= 0) c.sopts.max_retries = o->storage_retries;
     c.sopts.on_event = storage_event;
     c.sopts.event_ctx = &c;
     lt_status st = LT_OK;

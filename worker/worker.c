@@ -56,6 +56,7 @@ void lt_worker_opts_init(lt_worker_opts *o) {
     memset(o, 0, sizeof *o);
     lt_kafka_config_init(&o->kafka, NULL);
     o->max_attempts = 5;
+    o->storage_retries = -1;
     o->retry_base_ms = 1000;
     o->progress_interval_ms = 1000;
     o->poll_ms = 100;
@@ -294,7 +295,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
             err = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
-        if (w->run) rd_kafka_pause_partitions(rk, parts); /* busy: hold new partitions too */
+        /* Busy: hold new partitions too. Idle: resume explicitly, since a partition paused for a job that
+         * was stopped by its revocation keeps librdkafka's pause flag when it comes back. */
+        if (w->run)
+            rd_kafka_pause_partitions(rk, parts);
+        else
+            rd_kafka_resume_partitions(rk, parts);
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         log_partitions(w, rd_kafka_assignment_lost(rk) ? "lost" : "revoked", parts);
         job_run *r = w->run;

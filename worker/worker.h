@@ -24,6 +24,8 @@ typedef struct {
     const char *group_id;     /* consumer group (default "lathe-workers") */
     const char *work_dir;     /* local folder: jobs/<id>/{dataset,output} and the storage cache (required) */
     int max_attempts;         /* tries of a job when it fails transiently (default 5) */
+    int storage_retries;      /* retries inside each storage request before a try fails (-1: storage's
+                                 default, 5) */
     int retry_base_ms;        /* first backoff between tries; doubles, capped at 60 s (default 1000) */
     int progress_interval_ms; /* at most one "progress" event per interval, plus the last step (default 1000)
                                */
