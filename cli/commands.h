@@ -7,6 +7,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_mock_kafka(int argc, char **argv);
 int cmd_scheduler(int argc, char **argv);
 int cmd_standalone(int argc, char **argv);

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on a data set folder"},
     {"evaluate", cmd_evaluate, "compute metrics of a trained model on a data set split"},
     {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
+    {"worker", cmd_worker, "run training jobs from Kafka (a stateless worker)"},
     {"mock-kafka", cmd_mock_kafka, "run librdkafka's mock Kafka cluster (tests, local runs)"},
     {"scheduler", cmd_scheduler, "run the HTTP API that queues trainings on Kafka and tracks them"},
     {"standalone", cmd_standalone, "run scheduler, workers and an in-process Kafka in one process"},

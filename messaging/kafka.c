@@ -273,6 +273,7 @@ rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_i
         lt_kafka_conf_set(conf, "enable.auto.commit", "true", err) != LT_OK ||
         lt_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", err) != LT_OK ||
         lt_kafka_conf_set(conf, "auto.offset.reset", "earliest", err) != LT_OK ||
+        lt_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err) != LT_OK ||
         lt_kafka_conf_set(conf, "max.poll.interval.ms", mp, err) != LT_OK) {
         if (conf) rd_kafka_conf_destroy(conf);
         return NULL;
@@ -306,7 +307,8 @@ rd_kafka_t *lt_kafka_reader_new(const lt_kafka_config *c, const char *client_id,
     snprintf(group, sizeof group, "%s.reader", client_id && *client_id ? client_id : "lathe");
     if (!conf || lt_kafka_conf_set(conf, "group.id", group, err) != LT_OK ||
         lt_kafka_conf_set(conf, "enable.auto.commit", "false", err) != LT_OK ||
-        lt_kafka_conf_set(conf, "enable.auto.offset.store", "false", err) != LT_OK) {
+        lt_kafka_conf_set(conf, "enable.auto.offset.store", "false", err) != LT_OK ||
+        lt_kafka_conf_set(conf, "fetch.wait.max.ms", "100", err) != LT_OK) {
         if (conf) rd_kafka_conf_destroy(conf);
         return NULL;
     }

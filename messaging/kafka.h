@@ -113,9 +113,10 @@ lt_status lt_kafka_dlq_publish(lt_kafka_producer *p, const lt_kafka_config *c, c
 
 /* A consumer in group group_id with lathe's settings: no automatic offset store (the application stores
  * an offset when it is done with the message), periodic commit of stored offsets, auto.offset.reset =
- * earliest, partition EOF off. rebalance_cb may be NULL (librdkafka's default). The caller subscribes,
- * polls, and ends with rd_kafka_consumer_close + rd_kafka_destroy. max_poll_ms: max.poll.interval.ms
- * (0: librdkafka's default, 300000). */
+ * earliest, cooperative-sticky assignment (a rebalance only moves the partitions that change owner, so
+ * a member joining or leaving does not interrupt every running job). rebalance_cb may be NULL (librdkafka's
+ * default). The caller subscribes, polls, and ends with rd_kafka_consumer_close + rd_kafka_destroy.
+ * max_poll_ms: max.poll.interval.ms (0: librdkafka's default, 300000). */
 rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_id, const char *group_id,
                                   void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                        rd_kafka_topic_partition_list_t *, void *),
@@ -124,7 +125,8 @@ rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_i
 lt_status lt_kafka_subscribe(rd_kafka_t *rk, const char *const *topics, int n, lt_err *err);
 
 /* A group-less consumer that reads every partition of one topic (assign(), no group, no commits), from
- * the beginning (from_beginning) or from the end. The topic must exist: LT_ERR_IO when its metadata
+ * the beginning (from_beginning) or from the end, with fetch.wait.max.ms = 100 so a cancel or an event
+ * arrives promptly. The topic must exist: LT_ERR_IO when its metadata
  * can't be fetched within timeout_ms (call again later). */
 rd_kafka_t *lt_kafka_reader_new(const lt_kafka_config *c, const char *client_id, lt_err *err);
 lt_status lt_kafka_reader_assign_all(rd_kafka_t *rk, const char *topic, int from_beginning, int timeout_ms,
