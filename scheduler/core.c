@@ -184,9 +184,11 @@ static void handle_submit(lt_sched *s, const lt_sched_request *rq, lt_sched_resp
     }
     cJSON_Delete(rec);
 
-    /* the record goes in (and to the state topic) before the job is published, so a worker's first event
-       always finds it */
-    void *ticket = NULL;
+    /* The record goes into the table and is enqueued for the state topic before the job is enqueued, so a
+       worker's first event finds it and the record's later versions follow it on its partition. Both are
+       awaited together (one round trip); the job's delivery decides the answer: a record that failed while
+       the job went out is written again by the job's next event. */
+    void *rec_ticket = NULL, *job_ticket = NULL;
     lt_table_lock(s->table);
     if (rq->idempotency_key && lt_table_find_idempotent(s->table, rq->idempotency_key)) {
         lt_table_unlock(s->table); /* a concurrent request with the same key won the race */
@@ -201,13 +203,16 @@ static void handle_submit(lt_sched *s, const lt_sched_request *rq, lt_sched_resp
     }
     st = lt_table_put(s->table, job);
     job = NULL;
-    if (st == LT_OK) st = s->bus.persist(s->bus.ctx, id, rec_text, &ticket, &err);
+    if (st == LT_OK) st = s->bus.persist(s->bus.ctx, id, rec_text, &rec_ticket, &err);
+    if (st == LT_OK) st = s->bus.publish_job(s->bus.ctx, id, msg_text, &job_ticket, &err);
     if (st != LT_OK) lt_table_remove(s->table, id);
     lt_table_unlock(s->table);
     free(rec_text);
-    if (st == LT_OK) st = s->bus.wait(s->bus.ctx, ticket, &err);
-    if (st == LT_OK) st = s->bus.publish_job(s->bus.ctx, id, msg_text, &err);
     free(msg_text);
+    lt_err rerr = {{0}};
+    if (rec_ticket && s->bus.wait(s->bus.ctx, rec_ticket, &rerr) != LT_OK)
+        atomic_fetch_add(&s->m.persist_failures, 1);
+    if (job_ticket) st = s->bus.wait(s->bus.ctx, job_ticket, &err);
     if (st != LT_OK) {
         lt_table_lock(s->table);
         lt_table_remove(s->table, id);

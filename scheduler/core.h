@@ -23,8 +23,8 @@ typedef struct {
     lt_status (*persist)(void *ctx, const char *id, const char *json, void **ticket, lt_err *err);
     /* Waits for a persist's delivery and frees the ticket: LT_OK once the brokers have it. */
     lt_status (*wait)(void *ctx, void *ticket, lt_err *err);
-    /* Publishes a job message on <p>jobs (key id) and waits for its delivery. */
-    lt_status (*publish_job)(void *ctx, const char *id, const char *json, lt_err *err);
+    /* Enqueues a job message for <p>jobs (key id); *ticket as for persist (wait must be called on it). */
+    lt_status (*publish_job)(void *ctx, const char *id, const char *json, void **ticket, lt_err *err);
     /* Publishes {"type":"cancel","id"} on <p>control and waits for its delivery. */
     lt_status (*publish_cancel)(void *ctx, const char *id, lt_err *err);
     /* 1 while Kafka is usable (for /v1/health); NULL: always. */

@@ -72,7 +72,7 @@ lt_sched_producer *lt_sched_producer_new(const lt_kafka_config *c, const char *c
     char why[512];
     rd_kafka_conf_t *conf = lt_kafka_conf_new(c, client_id, err);
     if (!conf || lt_kafka_conf_set(conf, "enable.idempotence", "true", err) ||
-        lt_kafka_conf_set(conf, "acks", "all", err) || lt_kafka_conf_set(conf, "linger.ms", "2", err) ||
+        lt_kafka_conf_set(conf, "acks", "all", err) || lt_kafka_conf_set(conf, "linger.ms", "1", err) ||
         lt_kafka_conf_set(conf, "message.timeout.ms", "120000", err))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);

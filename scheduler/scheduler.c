@@ -82,9 +82,9 @@ static lt_status produce_wait(lt_scheduler *s, const char *topic, const char *ke
     return st == LT_OK ? lt_ticket_wait(t, err) : st;
 }
 
-static lt_status bus_publish_job(void *ctx, const char *id, const char *json, lt_err *err) {
+static lt_status bus_publish_job(void *ctx, const char *id, const char *json, void **ticket, lt_err *err) {
     lt_scheduler *s = ctx;
-    return produce_wait(s, s->topic_jobs, id, json, err);
+    return lt_sched_produce(s->prod, s->topic_jobs, id, json, strlen(json), (lt_ticket **)ticket, err);
 }
 
 static lt_status bus_publish_cancel(void *ctx, const char *id, lt_err *err) {
@@ -337,7 +337,7 @@ static void republish(lt_scheduler *s) {
         lt_status st = lt_msg_job_encode(&j, &text, &err);
         if (st == LT_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "cancel_requested")))
             st = bus_publish_cancel(s, j.id, &err);
-        if (st == LT_OK) st = bus_publish_job(s, j.id, text, &err);
+        if (st == LT_OK) st = produce_wait(s, s->topic_jobs, j.id, text, &err);
         free(text);
         if (st != LT_OK)
             logf_(s, "could not publish %s again: %s", j.id ? j.id : "?", err.msg);
