@@ -184,6 +184,15 @@ static int run_batch(const char *url, int n, int c, int *accepted_out, double *t
     return 0;
 }
 
+/* Adds a librdkafka property for the in-process workers' consumers: a short session, so a group whose
+ * members all join at once settles in seconds (the mock cluster otherwise waits out 45 s sessions). */
+static void add_prop(lt_kafka_config *c, const char *name, const char *value) {
+    if (c->n_props >= LT_KAFKA_MAX_PROPS) return;
+    snprintf(c->props[c->n_props].name, sizeof c->props[c->n_props].name, "%s", name);
+    snprintf(c->props[c->n_props].value, sizeof c->props[c->n_props].value, "%s", value);
+    c->n_props++;
+}
+
 static void *worker_main(void *p) {
     lt_err err = {{0}};
     if (lt_worker_run(p, &err) != LT_OK) fprintf(stderr, "bench_dispatch: worker: %s\n", err.msg);
@@ -248,6 +257,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < workers; i++) {
             lt_worker_opts_init(&wo[i]);
             wo[i].kafka = kc;
+            add_prop(&wo[i].kafka, "session.timeout.ms", "6000");
+            add_prop(&wo[i].kafka, "heartbeat.interval.ms", "500");
             snprintf(ids[i], sizeof ids[i], "bench-%d", i);
             snprintf(work[i], sizeof work[i], "%s/work-%d", dir, i);
             wo[i].worker_id = ids[i];

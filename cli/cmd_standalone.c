@@ -53,6 +53,15 @@ typedef struct {
     lt_err err;
 } worker_slot;
 
+/* Adds a librdkafka property for the in-process workers' consumers: a short session, so a group whose
+ * members all join at once settles in seconds (the mock cluster otherwise waits out 45 s sessions). */
+static void add_prop(lt_kafka_config *c, const char *name, const char *value) {
+    if (c->n_props >= LT_KAFKA_MAX_PROPS) return;
+    snprintf(c->props[c->n_props].name, sizeof c->props[c->n_props].name, "%s", name);
+    snprintf(c->props[c->n_props].value, sizeof c->props[c->n_props].value, "%s", value);
+    c->n_props++;
+}
+
 static void *worker_main(void *arg) {
     worker_slot *w = arg;
     w->st = lt_worker_run(&w->o, &w->err);
@@ -136,6 +145,8 @@ int cmd_standalone(int argc, char **argv) {
         worker_slot *w = &slots[i];
         lt_worker_opts_init(&w->o);
         w->o.kafka = kc;
+        add_prop(&w->o.kafka, "session.timeout.ms", "10000");
+        add_prop(&w->o.kafka, "heartbeat.interval.ms", "1000");
         snprintf(w->id, sizeof w->id, "standalone-%lld", (long long)i + 1);
         snprintf(w->work_dir, sizeof w->work_dir, "%.*s/.lathe/work/%s", PATH_MAX - 96, dir, w->id);
         w->o.worker_id = w->id;

@@ -144,6 +144,13 @@ lt_status lt_ticket_wait(lt_ticket *t, lt_err *err) {
     return LT_OK;
 }
 
+void lt_sched_producer_abort(lt_sched_producer *p, int grace_ms) {
+    if (!p) return;
+    rd_kafka_flush(p->rk, grace_ms);
+    rd_kafka_purge(p->rk,
+                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT); /* the serve thread reports them */
+}
+
 int lt_sched_producer_healthy(lt_sched_producer *p) {
     return atomic_load(&p->healthy);
 }

@@ -28,6 +28,10 @@ lt_status lt_sched_produce(lt_sched_producer *p, const char *topic, const char *
  * the ticket: LT_OK when the brokers acknowledged the message, LT_ERR_IO with the reason otherwise. */
 lt_status lt_ticket_wait(lt_ticket *t, lt_err *err);
 
+/* For shutdown: waits up to grace_ms for what is queued, then drops the rest, so every outstanding ticket is
+ * answered (with an error) at once instead of after librdkafka's 120 s message timeout. */
+void lt_sched_producer_abort(lt_sched_producer *p, int grace_ms);
+
 /* 1 when the brokers answered a metadata request in the last few seconds. */
 int lt_sched_producer_healthy(lt_sched_producer *p);
 

@@ -103,6 +103,17 @@ static int bus_healthy(void *ctx) {
     return lt_sched_producer_healthy(s->prod);
 }
 
+/* Closes a consumer, committing its stored offsets, unless the brokers are unreachable: then a close would
+ * wait for the commit to time out, and an uncommitted position only means events folded again next time. */
+static void close_consumer(lt_scheduler *s, rd_kafka_t *rk) {
+    if (lt_sched_producer_healthy(s->prod)) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+    } else {
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+}
+
 /* ---- rebuilding the table from <p>jobs.state ---- */
 
 static lt_status rebuild(lt_scheduler *s, lt_err *err) {
@@ -199,8 +210,7 @@ out:
     free(done);
     if (md) rd_kafka_metadata_destroy(md);
     if (t) rd_kafka_topic_destroy(t);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    close_consumer(s, rk);
     return st;
 }
 
@@ -307,8 +317,7 @@ static void events_loop(lt_scheduler *s) {
         }
         rd_kafka_topic_partition_list_destroy(b.offsets);
     }
-    rd_kafka_consumer_close(rk); /* commits the stored offsets */
-    rd_kafka_destroy(rk);
+    close_consumer(s, rk); /* commits the stored offsets */
 }
 
 /* Publishes the QUEUED and RUNNING jobs of the table again (standalone restart: the in-memory cluster lost
@@ -463,6 +472,9 @@ void lt_scheduler_stop(lt_scheduler *s) {
     if (!s) return;
     atomic_store(&s->stop, 1);
     lt_http_stop(s->http); /* no request is in flight after this */
+    /* the events thread may be waiting for records to be delivered: give them 5 s, then fail them, so a
+       scheduler whose brokers are gone still stops (its events are folded again at the next start) */
+    if (s->thread_started) lt_sched_producer_abort(s->prod, 5000);
     if (s->thread_started) pthread_join(s->thread, NULL);
     lt_sched_producer_destroy(s->prod);
     lt_kafka_producer_destroy(s->dlq);
