@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EVENTS_BATCH 512 /* events folded before their records are awaited and offsets stored */
 
@@ -400,7 +401,16 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
     lt_kafka_topic(&s->kafka, LT_TOPIC_JOBS_STATE, s->topic_state, sizeof s->topic_state);
     char group[LT_KAFKA_TOPIC_MAX];
     snprintf(group, sizeof group, "%sscheduler", s->kafka.prefix);
-    s->storage = strdup(o->storage && o->storage[0] ? o->storage : "./lathe-data");
+    /* a relative local root becomes absolute: job messages must mean the same path to every worker */
+    const char *root = o->storage && o->storage[0] ? o->storage : "./lathe-data";
+    char cwd[4096];
+    if (!strstr(root, "://") && root[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        while (root[0] == '.' && root[1] == '/')
+            root += 2;
+        s->storage = lt_uri_join(cwd, root);
+    } else {
+        s->storage = strdup(root);
+    }
     s->group = strdup(o->group_id && o->group_id[0] ? o->group_id : group);
     s->client = strdup(o->client_id && o->client_id[0] ? o->client_id : "lathe-scheduler");
     if (!s->storage || !s->group || !s->client) {
