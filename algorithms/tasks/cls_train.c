@@ -161,10 +161,12 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
     for (int s = 0; s < LT_SPLIT_COUNT && st == LT_OK; s++) {
         if (!ds.split[s].present) continue;
         st = lt_cls_images_prepare(&imgs[s], &ds.split[s], size, m.mean, m.std, cache_budget(o), err);
-        if (st != LT_OK) {
-            char msg[LT_ERR_MSG_MAX];
-            snprintf(msg, sizeof msg, "%s split of %s: %s", lt_split_name((lt_split)s), o->dataset, err ? err->msg : "");
-            if (err) snprintf(err->msg, sizeof err->msg, "%s", msg);
+        if (st != LT_OK && err) {
+            /* prefix the split so the user knows where to look */
+            char msg[LT_ERR_MSG_MAX + 64];
+            snprintf(msg, sizeof msg, "%s split: %s", lt_split_name((lt_split)s), err->msg);
+            memcpy(err->msg, msg, sizeof err->msg - 1);
+            err->msg[sizeof err->msg - 1] = '\0';
         }
     }
     if (st != LT_OK) goto done;

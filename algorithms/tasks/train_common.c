@@ -181,9 +181,9 @@ static lt_status save_optimizer(const char *path, const lt_params *p, lt_err *er
 }
 
 static lt_status load_optimizer(const char *path, lt_params *p, lt_err *err) {
-    lt_st_file *f = lt_st_open(path, err);
-    if (!f) return LT_ERR_IO;
-    lt_status st = LT_OK;
+    lt_st_file *f = NULL;
+    lt_status st = lt_st_open(path, &f, err);
+    if (st != LT_OK) return st;
     for (int i = 0; st == LT_OK && i < p->n; i++) {
         const lt_tensor *t = p->tensors[i];
         if (!t->requires_grad) continue;
