@@ -29,6 +29,7 @@ lt_status lt_train_log_open(lt_train_log *log, const char *output, int64_t total
     log->images_per_step = images_per_step;
     log->start_step = start_step;
     log->started = lt_now();
+    log->last_line = log->started;
     log->tty = isatty(2) && !getenv("LATHE_NO_PROGRESS");
     log->history = history ? history : cJSON_CreateArray();
     char *tbdir = lt_path_join(output, "tensorboard");
@@ -66,7 +67,16 @@ static void progress(lt_train_log *log, int64_t step, double epoch, double loss,
         lt_train_emit(log, "progress", p);
         cJSON_Delete(p);
     }
-    if (!log->tty || log->quiet) return;
+    if (log->quiet) return;
+    if (!log->tty) {
+        /* logs (a worker, CI): a plain line every 30 s instead of a bar */
+        if (now - log->last_line < 30.0) return;
+        log->last_line = now;
+        fprintf(stderr, "progress: step %lld/%lld  epoch %.2f  loss %.4f  %.1f img/s  eta %02d:%02d:%02d\n",
+                (long long)step, (long long)log->total_steps, epoch, loss, rate * (double)log->images_per_step,
+                (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60));
+        return;
+    }
     int width = 30, fill = log->total_steps ? (int)((double)width * (double)step / (double)log->total_steps) : width;
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
