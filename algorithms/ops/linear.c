@@ -22,7 +22,7 @@
 static void linear_forward(float *out, const float *x, const float *w, const float *b, int64_t M, int64_t IN,
                            int64_t OUT) {
     if (b) {
-#pragma omp parallel for
+#pragma omp parallel for if (M * OUT >= 4096)
         for (int64_t m = 0; m < M; m++)
             memcpy(out + m * OUT, b, (size_t)OUT * sizeof *out);
     }
