@@ -262,6 +262,17 @@ static void test_permute(void) {
     compare_permute(s5b, 5, p42031);
     compare_permute(s5b, 5, p21403);
 
+    /* every permutation of two 4-D shapes with a size-1 dimension (exercises the dimension merging) */
+    int64_t sa[4] = {3, 1, 17, 5}, sb[4] = {2, 7, 1, 9};
+    for (int code = 0; code < 256; code++) {
+        int q[4] = {code & 3, (code >> 2) & 3, (code >> 4) & 3, (code >> 6) & 3}, used = 0;
+        for (int i = 0; i < 4; i++)
+            used |= 1 << q[i];
+        if (used != 15) continue;
+        compare_permute(sa, 4, q);
+        compare_permute(sb, 4, q);
+    }
+
     lt_graph *g = lt_graph_create(LT_MODE_EVAL, NULL);
     int64_t s[3] = {2, 3, 4};
     int bad[3] = {0, 1, 1};
