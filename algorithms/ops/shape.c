@@ -1,5 +1,5 @@
 /* shape.c - reshaping views and the copies that move data between layouts: concat, permute, transpose,
- * slice; also the full reductions sum and mean.
+ * slice. (The full reductions sum and mean live in loss.c.)
  *
  * lt_reshape and lt_flatten make views (lt_graph_view): no node, no copy, data and grad shared.
  * lt_permute first simplifies the permutation (drops size-1 dimensions and merges dimensions that stay
