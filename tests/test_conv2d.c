@@ -99,6 +99,10 @@ static const conv_case CASES[] = {
     {"rect 2x3 mixed", 3, 2, 6, 9, 3, 2, 3, {1, 2, 0, 1, 2, 1, 1}, 1},
     {"5x5 s3 p2", 2, 2, 11, 10, 3, 5, 5, {3, 3, 2, 2, 1, 1, 1}, 0},
     {"large pad", 1, 2, 3, 3, 2, 3, 3, {1, 1, 3, 3, 1, 1, 1}, 1},
+    /* rows of 16+ outputs, which im2col copies row by row instead of through a tap table */
+    {"3x3 wide rows", 2, 3, 5, 37, 4, 3, 3, {1, 1, 1, 1, 1, 1, 1}, 1},
+    {"3x3 s2 dil2 wide rows", 2, 2, 6, 40, 3, 3, 3, {2, 2, 1, 1, 2, 2, 1}, 0},
+    {"depthwise wide rows", 2, 3, 4, 33, 3, 3, 3, {1, 2, 1, 1, 1, 1, 3}, 1},
     /* kernels whose outer taps only ever see padding (cropped before the GEMM) */
     {"5x5 on 2x3 crop rows", 2, 3, 2, 3, 4, 5, 5, {1, 1, 2, 2, 1, 1, 1}, 0},
     {"dil2 on 1x2 crop", 2, 4, 1, 2, 3, 3, 3, {1, 1, 2, 2, 2, 2, 1}, 1},

@@ -182,79 +182,142 @@ static void valid_cols(int64_t off, int64_t stride, int64_t w, int64_t ow, int64
     *hi = max64(h, l);
 }
 
-/* Rows [r0, r1) of one image's col for output rows [oh0, oh1): row r, stored at col + (r - r0)*ldcol,
- * holds at (oh - oh0)*OW + ow the input pixel tap (kh, kw) of channel c sees from output (oh, ow), 0 in
- * the padding. */
-static void im2col(float *col,                    /* (r1 - r0, ldcol) */
-                   int64_t ldcol, const float *x, /* (Cg, H, W) */
-                   const conv_geom *g, int64_t oh0, int64_t oh1, int64_t r0, int64_t r1) {
+/* Small outputs (ResNet's 7x7 .. 1x1 stages) make rows of a few pixels, where a memcpy per row costs more
+ * than the copy: there im2col gathers through a table of the input offset each (tap, output position)
+ * reads, built once per unit. */
+#define CONV_MAP_MAX 4096
+
+static int use_map(const conv_geom *g, int64_t npos) {
+    return g->d->ow < 16 && g->khw * npos <= CONV_MAP_MAX;
+}
+
+/* map[t*npos + (oh - oh0)*OW + ow] = ih*W + iw that tap t reads for output (oh, ow), or -1 in the padding. */
+static void tap_map(int32_t *map, const conv_geom *g, int64_t oh0, int64_t oh1) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
-    const int64_t W = d->w, H = d->h, OW = d->ow;
+    const int64_t npos = (oh1 - oh0) * d->ow;
+    for (int64_t t = 0; t < g->khw; t++) {
+        int64_t kh = t / d->kw, kw = t % d->kw;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++) {
+                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                int64_t iw = ow * c->stride_w - c->pad_w + kw * c->dil_w;
+                int ok = ih >= 0 && ih < d->h && iw >= 0 && iw < d->w;
+                map[t * npos + (oh - oh0) * d->ow + ow] = ok ? (int32_t)(ih * d->w + iw) : -1;
+            }
+    }
+}
+
+/* Rows [r0, r1) of col for output rows [oh0, oh1) of nbi images: row r, stored at col + (r - r0)*ldcol,
+ * holds at i*npos + (oh - oh0)*OW + ow the pixel of image i that tap (kh, kw) of channel c sees from
+ * output (oh, ow), 0 in the padding (npos = (oh1 - oh0)*OW, r = (c*KH + kh)*KW + kw). */
+static void im2col(float *col, /* (r1 - r0, ldcol) */
+                   int64_t ldcol,
+                   const float *x, /* (nbi, xstride): image i's Cg channels of this group at x + i*xstride */
+                   int64_t xstride, int64_t nbi, const conv_geom *g, int64_t oh0, int64_t oh1, int64_t r0,
+                   int64_t r1) {
+    const lt_conv2d_dims *d = g->d;
+    const lt_conv2d_cfg *c = &d->cfg;
+    const int64_t W = d->w, H = d->h, OW = d->ow, npos = (oh1 - oh0) * OW;
     if (g->pointwise) {
         for (int64_t r = r0; r < r1; r++)
-            memcpy(col + (r - r0) * ldcol, x + r * g->hw + oh0 * W,
-                   (size_t)((oh1 - oh0) * OW) * sizeof(float));
+            for (int64_t i = 0; i < nbi; i++)
+                memcpy(col + (r - r0) * ldcol + i * npos, x + i * xstride + r * g->hw + oh0 * W,
+                       (size_t)npos * sizeof(float));
+        return;
+    }
+    if (use_map(g, npos)) {
+        int32_t map[CONV_MAP_MAX];
+        tap_map(map, g, oh0, oh1);
+        for (int64_t r = r0; r < r1; r++) {
+            const int32_t *m = map + r % g->khw * npos;
+            for (int64_t i = 0; i < nbi; i++) {
+                const float *src = x + i * xstride + r / g->khw * g->hw;
+                float *dst = col + (r - r0) * ldcol + i * npos;
+                for (int64_t j = 0; j < npos; j++)
+                    dst[j] = m[j] >= 0 ? src[m[j]] : 0.0f;
+            }
+        }
         return;
     }
     for (int64_t r = r0; r < r1; r++) {
         int64_t ch = r / g->khw, kh = r / d->kw % d->kh, kw = r % d->kw;
-        const float *xc = x + ch * g->hw;
         int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
         valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-        for (int64_t oh = oh0; oh < oh1; oh++) {
-            float *dst = col + (r - r0) * ldcol + (oh - oh0) * OW;
-            int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-            if (ih < 0 || ih >= H) {
-                memset(dst, 0, (size_t)OW * sizeof(float));
-                continue;
+        for (int64_t i = 0; i < nbi; i++) {
+            const float *xc = x + i * xstride + ch * g->hw;
+            for (int64_t oh = oh0; oh < oh1; oh++) {
+                float *dst = col + (r - r0) * ldcol + i * npos + (oh - oh0) * OW;
+                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                if (ih < 0 || ih >= H) {
+                    memset(dst, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *src = xc + ih * W + off + lo * c->stride_w;
+                if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
+                if (c->stride_w == 1)
+                    memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
+                else
+                    for (int64_t j = 0; j < hi - lo; j++)
+                        dst[lo + j] = src[j * c->stride_w];
+                if (hi < OW) memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
             }
-            const float *src = xc + ih * W + off + lo * c->stride_w;
-            if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
-            if (c->stride_w == 1)
-                memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-            else
-                for (int64_t j = 0; j < hi - lo; j++)
-                    dst[lo + j] = src[j * c->stride_w];
-            if (hi < OW) memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
         }
     }
 }
 
-/* The adjoint of im2col for channels [c0, c1), whose rows start at col: dx[c, ih, iw] += every col entry
- * copied from it. */
-static void col2im(float *dx,        /* (Cg, H, W) */
-                   const float *col, /* ((c1 - c0) * KH*KW, ldcol) */
+/* The adjoint of im2col for channels [c0, c1), whose rows start at col: dx[i, c, ih, iw] += every col
+ * entry copied from it. */
+static void col2im(float *dx,                                      /* (nbi, xstride) as im2col's x */
+                   int64_t xstride, int64_t nbi, const float *col, /* ((c1 - c0) * KH*KW, ldcol) */
                    int64_t ldcol, const conv_geom *g, int64_t oh0, int64_t oh1, int64_t c0, int64_t c1) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
-    const int64_t W = d->w, H = d->h, OW = d->ow;
+    const int64_t W = d->w, H = d->h, OW = d->ow, npos = (oh1 - oh0) * OW;
     if (g->pointwise) {
-        for (int64_t ch = c0; ch < c1; ch++) {
-            float *dst = dx + ch * g->hw + oh0 * W;
-            const float *src = col + (ch - c0) * ldcol;
-            for (int64_t j = 0; j < (oh1 - oh0) * OW; j++)
-                dst[j] += src[j];
-        }
+        for (int64_t ch = c0; ch < c1; ch++)
+            for (int64_t i = 0; i < nbi; i++) {
+                float *dst = dx + i * xstride + ch * g->hw + oh0 * W;
+                const float *src = col + (ch - c0) * ldcol + i * npos;
+                for (int64_t j = 0; j < npos; j++)
+                    dst[j] += src[j];
+            }
+        return;
+    }
+    if (use_map(g, npos)) {
+        int32_t map[CONV_MAP_MAX];
+        tap_map(map, g, oh0, oh1);
+        for (int64_t ch = c0; ch < c1; ch++)
+            for (int64_t t = 0; t < g->khw; t++) {
+                const int32_t *m = map + t * npos;
+                for (int64_t i = 0; i < nbi; i++) {
+                    float *dst = dx + i * xstride + ch * g->hw;
+                    const float *src = col + ((ch - c0) * g->khw + t) * ldcol + i * npos;
+                    for (int64_t j = 0; j < npos; j++)
+                        if (m[j] >= 0) dst[m[j]] += src[j];
+                }
+            }
         return;
     }
     for (int64_t ch = c0; ch < c1; ch++) {
-        float *dxc = dx + ch * g->hw;
         for (int64_t r = ch * g->khw; r < (ch + 1) * g->khw; r++) {
             int64_t kh = r / d->kw % d->kh, kw = r % d->kw;
             int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
             valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-            for (int64_t oh = oh0; oh < oh1; oh++) {
-                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                if (ih < 0 || ih >= H) continue;
-                float *dst = dxc + ih * W + off + lo * c->stride_w;
-                const float *src = col + (r - c0 * g->khw) * ldcol + (oh - oh0) * OW + lo;
-                if (c->stride_w == 1)
-                    for (int64_t j = 0; j < hi - lo; j++)
-                        dst[j] += src[j];
-                else
-                    for (int64_t j = 0; j < hi - lo; j++)
-                        dst[j * c->stride_w] += src[j];
+            for (int64_t i = 0; i < nbi; i++) {
+                float *dxc = dx + i * xstride + ch * g->hw;
+                for (int64_t oh = oh0; oh < oh1; oh++) {
+                    int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                    if (ih < 0 || ih >= H) continue;
+                    float *dst = dxc + ih * W + off + lo * c->stride_w;
+                    const float *src = col + (r - c0 * g->khw) * ldcol + i * npos + (oh - oh0) * OW + lo;
+                    if (c->stride_w == 1)
+                        for (int64_t j = 0; j < hi - lo; j++)
+                            dst[j] += src[j];
+                    else
+                        for (int64_t j = 0; j < hi - lo; j++)
+                            dst[j * c->stride_w] += src[j];
+                }
             }
         }
     }
@@ -286,8 +349,7 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
             cm = x + (n0 * d->c + gr * g->cg) * g->hw + oh0 * d->w;
             ldc = g->hw;
         } else {
-            for (int64_t i = 0; i < nbi; i++)
-                im2col(col + i * P, cols, x + ((n0 + i) * d->c + gr * g->cg) * g->hw, g, oh0, oh1, 0, g->k);
+            im2col(col, cols, x + (n0 * d->c + gr * g->cg) * g->hw, d->c * g->hw, nbi, g, oh0, oh1, 0, g->k);
         }
         if (nbi == 1) {
             float *y = out + (n0 * d->o + lo) * P + oh0 * d->ow; /* (hi - lo, P) */
@@ -350,8 +412,7 @@ static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, flo
                 cm = xg + r0 * g->hw + oh0 * d->w;
                 ldc = g->hw;
             } else {
-                for (int64_t i = 0; i < nbi; i++)
-                    im2col(col + i * P, cols, xg + i * d->c * g->hw, g, oh0, oh1, r0, r1);
+                im2col(col, cols, xg, d->c * g->hw, nbi, g, oh0, oh1, r0, r1);
             }
             /* dw_g[:, r0:r1] (Og x m) += dy (Og x cols) @ col^T (cols x m) */
             sgemm(CblasNoTrans, CblasTrans, g->og, r1 - r0, cols, dy, lddy, cm, ldc, 1.0f,
@@ -366,8 +427,7 @@ static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, flo
                       dxg + r0 * g->hw + oh0 * d->w, g->hw);
             } else {
                 sgemm(CblasTrans, CblasNoTrans, r1 - r0, cols, g->og, wr, g->k, dy, lddy, 0.0f, col, cols);
-                for (int64_t i = 0; i < nbi; i++)
-                    col2im(dxg + i * d->c * g->hw, col + i * P, cols, g, oh0, oh1, r0 / g->khw, r1 / g->khw);
+                col2im(dxg, d->c * g->hw, nbi, col, cols, g, oh0, oh1, r0 / g->khw, r1 / g->khw);
             }
         }
     }
