@@ -1,6 +1,8 @@
 /* bench_conv - GFLOP/s of lt_conv2d_forward/backward on every convolution of ResNet-50.
  *
  *   bench_conv [input_size=28] [batch=16] [sweep=0]
+ *   bench_conv one C O K S H [batch=16] [sweep=0]     one layer: K x K kernel, stride S, padding K/2, H x H
+ * input
  *
  * Prints one line per distinct layer shape (forward, backward = dx + dw, the stem only dw) and totals over
  * the whole network, weighting each shape by how often ResNet-50 uses it. sweep=1 also times every
@@ -11,6 +13,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -84,12 +87,23 @@ static double time_pass(int bw, const lt_conv2d_dims *d, const lt_conv2d_plan *p
 }
 
 int main(int argc, char **argv) {
-    int h0 = argc > 1 ? atoi(argv[1]) : 28, batch = argc > 2 ? atoi(argv[2]) : 16,
-        sweep = argc > 3 ? atoi(argv[3]) : 0;
+    int one = argc > 1 && strcmp(argv[1], "one") == 0;
+    if (one && argc < 7) {
+        fprintf(stderr, "usage: bench_conv one C O K S H [batch] [sweep]\n");
+        return 2;
+    }
+    int a = one ? 6 : 1; /* the argument before batch */
+    int h0 = one ? atoi(argv[6]) : argc > 1 ? atoi(argv[1]) : 28;
+    int batch = argc > a + 1 ? atoi(argv[a + 1]) : 16, sweep = argc > a + 2 ? atoi(argv[a + 2]) : 0;
     int threads = omp_get_max_threads();
     layer ls[64];
-    int nl = resnet50_layers(h0, ls);
-    printf("ResNet-50 convolutions, input %dx%d, batch %d, %d threads\n", h0, h0, batch, threads);
+    int nl = 1;
+    if (one)
+        ls[0] = (layer){atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), h0, 1};
+    else
+        nl = resnet50_layers(h0, ls);
+    printf("%s, input %dx%d, batch %d, %d threads\n", one ? "one convolution" : "ResNet-50 convolutions", h0,
+           h0, batch, threads);
     double tf = 0, tb = 0, ff = 0, fb = 0;
     for (int i = 0; i < nl; i++) {
         layer L = ls[i];
@@ -101,7 +115,8 @@ int main(int argc, char **argv) {
         int64_t yn = (int64_t)batch * L.o * d.oh * d.ow;
         int64_t sn = (int64_t)1 << 26; /* room for every plan the sweep tries */
         float *x = randbuf(xn), *w = randbuf(wn), *dy = randbuf(yn), *y = randbuf(yn);
-        float *dx = L.c == 3 ? NULL : randbuf(xn), *dw = randbuf(wn), *scratch = calloc((size_t)sn, sizeof(float));
+        float *dx = L.c == 3 ? NULL : randbuf(xn), *dw = randbuf(wn),
+              *scratch = calloc((size_t)sn, sizeof(float));
         double fl = 2.0 * batch * L.o * L.c * L.k * L.k * d.oh * d.ow, flb = (dx ? 2 : 1) * fl;
         double sf = time_pass(0, &d, &p, y, x, w, dy, dx, dw, scratch, fl);
         double sb = time_pass(1, &d, &p, y, x, w, dy, dx, dw, scratch, flb);

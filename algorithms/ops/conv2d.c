@@ -575,22 +575,25 @@ static int conv_crop(const lt_conv2d_dims *d, lt_conv2d_dims *dc, int64_t *kh0, 
 }
 
 /* Copies the active taps of w into wc (to_crop = 1), or adds wc into those taps of w (to_crop = 0). */
-static void crop_weights(float *wc, /* (O, Cg, KHc, KWc) */
-                         float *w,  /* (O, Cg, KH, KW) */
+static void crop_weights(float *restrict wc, /* (O, Cg, KHc, KWc) */
+                         float *restrict w,  /* (O, Cg, KH, KW) */
                          const lt_conv2d_dims *d, const lt_conv2d_dims *dc, int64_t kh0, int64_t kw0,
                          int to_crop, int threads) {
-    const int64_t rows = d->o * (d->c / d->cfg.groups);
+    const int64_t rows = d->o * (d->c / d->cfg.groups), khc = dc->kh, kwc = dc->kw, kh = d->kh, kw = d->kw;
+    const int64_t first = kh0 * kw + kw0;
+    if (to_crop) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < dc->kh; i++)
-            for (int64_t j = 0; j < dc->kw; j++) {
-                float *a = wc + (r * dc->kh + i) * dc->kw + j,
-                      *b = w + (r * d->kh + kh0 + i) * d->kw + kw0 + j;
-                if (to_crop)
-                    *a = *b;
-                else
-                    *b += *a;
-            }
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < khc; i++)
+                for (int64_t j = 0; j < kwc; j++)
+                    wc[(r * khc + i) * kwc + j] = w[r * kh * kw + first + i * kw + j];
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < khc; i++)
+                for (int64_t j = 0; j < kwc; j++)
+                    w[r * kh * kw + first + i * kw + j] += wc[(r * khc + i) * kwc + j];
+    }
 }
 
 /* ---- entry points ---- */
