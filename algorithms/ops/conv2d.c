@@ -184,15 +184,21 @@ static void valid_cols(int64_t off, int64_t stride, int64_t w, int64_t ow, int64
 
 /* Small outputs (ResNet's 7x7 .. 1x1 stages) make rows of a few pixels, where a memcpy per row costs more
  * than the copy: there im2col gathers through a table of the input offset each (tap, output position)
- * reads, built once per unit. */
+ * reads, built once per unit. Padding entries read offset 0 and mask the value's bits to +0.0, so the
+ * gather has no branch (a multiply by 0 would turn an inf at offset 0 into NaN). */
 #define CONV_MAP_MAX 4096
+
+typedef struct {
+    int32_t off[CONV_MAP_MAX];   /* ih*W + iw, 0 in the padding */
+    uint32_t keep[CONV_MAP_MAX]; /* all ones, 0 in the padding */
+} conv_map;
 
 static int use_map(const conv_geom *g, int64_t npos) {
     return g->d->ow < 16 && g->khw * npos <= CONV_MAP_MAX;
 }
 
-/* map[t*npos + (oh - oh0)*OW + ow] = ih*W + iw that tap t reads for output (oh, ow), or -1 in the padding. */
-static void tap_map(int32_t *map, const conv_geom *g, int64_t oh0, int64_t oh1) {
+/* Entry t*npos + (oh - oh0)*OW + ow: what tap t reads for output (oh, ow). */
+static void tap_map(conv_map *map, const conv_geom *g, int64_t oh0, int64_t oh1) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t npos = (oh1 - oh0) * d->ow;
@@ -203,9 +209,21 @@ static void tap_map(int32_t *map, const conv_geom *g, int64_t oh0, int64_t oh1) 
                 int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
                 int64_t iw = ow * c->stride_w - c->pad_w + kw * c->dil_w;
                 int ok = ih >= 0 && ih < d->h && iw >= 0 && iw < d->w;
-                map[t * npos + (oh - oh0) * d->ow + ow] = ok ? (int32_t)(ih * d->w + iw) : -1;
+                int64_t e = t * npos + (oh - oh0) * d->ow + ow;
+                map->off[e] = ok ? (int32_t)(ih * d->w + iw) : 0;
+                map->keep[e] = ok ? 0xffffffffu : 0u;
             }
     }
+}
+
+/* src[off] with its bits masked by keep (so +0.0 where keep is 0). */
+static inline float masked_load(const float *src, int32_t off, uint32_t keep) {
+    uint32_t u;
+    memcpy(&u, src + off, sizeof u);
+    u &= keep;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
 /* Rows [r0, r1) of col for output rows [oh0, oh1) of nbi images: row r, stored at col + (r - r0)*ldcol,
@@ -227,15 +245,16 @@ static void im2col(float *col, /* (r1 - r0, ldcol) */
         return;
     }
     if (use_map(g, npos)) {
-        int32_t map[CONV_MAP_MAX];
-        tap_map(map, g, oh0, oh1);
+        conv_map map;
+        tap_map(&map, g, oh0, oh1);
         for (int64_t r = r0; r < r1; r++) {
-            const int32_t *m = map + r % g->khw * npos;
+            const int32_t *off = map.off + r % g->khw * npos;
+            const uint32_t *keep = map.keep + r % g->khw * npos;
             for (int64_t i = 0; i < nbi; i++) {
                 const float *src = x + i * xstride + r / g->khw * g->hw;
                 float *dst = col + (r - r0) * ldcol + i * npos;
                 for (int64_t j = 0; j < npos; j++)
-                    dst[j] = m[j] >= 0 ? src[m[j]] : 0.0f;
+                    dst[j] = masked_load(src, off[j], keep[j]);
             }
         }
         return;
@@ -285,16 +304,18 @@ static void col2im(float *dx,                                      /* (nbi, xstr
         return;
     }
     if (use_map(g, npos)) {
-        int32_t map[CONV_MAP_MAX];
-        tap_map(map, g, oh0, oh1);
+        conv_map map;
+        tap_map(&map, g, oh0, oh1);
         for (int64_t ch = c0; ch < c1; ch++)
             for (int64_t t = 0; t < g->khw; t++) {
-                const int32_t *m = map + t * npos;
+                const int32_t *off = map.off + t * npos;
+                const uint32_t *keep = map.keep + t * npos;
                 for (int64_t i = 0; i < nbi; i++) {
                     float *dst = dx + i * xstride + ch * g->hw;
                     const float *src = col + ((ch - c0) * g->khw + t) * ldcol + i * npos;
                     for (int64_t j = 0; j < npos; j++)
-                        if (m[j] >= 0) dst[m[j]] += src[j];
+                        dst[off[j]] +=
+                            masked_load(src, (int32_t)j, keep[j]); /* padding adds +0.0 to offset 0 */
                 }
             }
         return;
