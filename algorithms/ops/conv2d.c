@@ -29,6 +29,9 @@
  * it (while keeping a unit per thread). Backward has no balancing to keep, so it batches wider. */
 #define CONV_COLS_FW 256
 #define CONV_COLS_BW 1024
+/* A 1x1 stride-1 convolution reads and writes the tensors in place with one image per unit; batching costs
+ * a copy each way and measured slower once an image has 32+ pixels. Below that it batches to this width. */
+#define CONV_COLS_POINTWISE 128
 /* Convolutions of fewer FLOPs than this run on one thread: a parallel region costs several microseconds
  * (and far more when another process holds the other core). */
 #define CONV_PARALLEL_MIN_FLOPS 2e6
@@ -130,6 +133,12 @@ int64_t lt_conv2d_out_size(int64_t in, int64_t k, int stride, int pad, int dil) 
     return span < 0 ? 0 : span / stride + 1;
 }
 
+/* Images per unit for GEMMs about `target` columns wide. */
+static int64_t want_nb(const conv_geom *g, int64_t target) {
+    if (g->pointwise) return g->p_out >= 32 ? 1 : ceil_div(CONV_COLS_POINTWISE, g->p_out);
+    return ceil_div(target, g->p_out);
+}
+
 void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p) {
     conv_geom g = conv_geometry(d, threads < 1 ? 1 : threads);
     const int64_t P = g.p_out;
@@ -144,7 +153,7 @@ void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p
     if (g.k * P > CONV_COL_BUDGET) {
         p->piece_rows = max64(1, CONV_COL_BUDGET / (g.k * d->ow));
     } else {
-        int64_t nb = min64(min64(ceil_div(CONV_COLS_FW, P), d->n), max64(1, CONV_COL_BUDGET / (g.k * P)));
+        int64_t nb = min64(min64(want_nb(&g, CONV_COLS_FW), d->n), max64(1, CONV_COL_BUDGET / (g.k * P)));
         int64_t chunks = ceil_div(d->n, nb);
         if (chunks >= T) {
             chunks = ceil_div(chunks, T) * T;
@@ -159,7 +168,7 @@ void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p
     if (rows * P > CONV_COL_BUDGET) {
         p->piece_rows_bw = max64(1, CONV_COL_BUDGET / (rows * d->ow));
     } else {
-        p->nb_bw = min64(min64(ceil_div(CONV_COLS_BW, P), d->n), max64(1, CONV_COL_BUDGET / (rows * P)));
+        p->nb_bw = min64(min64(want_nb(&g, CONV_COLS_BW), d->n), max64(1, CONV_COL_BUDGET / (rows * P)));
     }
 }
 
