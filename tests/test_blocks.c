@@ -690,7 +690,10 @@ static void fix_mask(lt_tensor **in, int n_in, void *vctx) {
         m->data[j] = j >= 2 * TK - 2 ? -FLT_MAX : 0.0f;
 }
 
-/* Runs gradcheck over the data inputs plus each turn of weights from fields (NULL fields are skipped). */
+/* Runs gradcheck over the data inputs plus each turn of weights from fields (NULL fields are skipped).
+ * Step 3e-3 rather than 1e-2: layer and batch norms couple every position, so one probed element moves all
+ * pre-activations of the ReLUs after them (decode head, DETR FFN) and a 1e-2 step pushes some across the
+ * kink; the gradients then agree at 3e-3 and 1e-3 alike. */
 static void gradcheck_block(const char *label, blk_ctx *c, const gc_input *data, int n_data,
                             const size_t *fields, int n_fields, uint64_t seed) {
     size_t live[32];
@@ -708,7 +711,7 @@ static void gradcheck_block(const char *label, blk_ctx *c, const gc_input *data,
             const lt_tensor *t = *(lt_tensor **)((char *)&c->p + c->slot[i]);
             gc_input *d = &ins[n_data + i];
             memset(d, 0, sizeof *d);
-            d->name = strrchr(t->name, '.') > t->name ? t->name : t->name;
+            d->name = t->name;
             memcpy(d->shape, t->shape, sizeof d->shape);
             d->ndim = t->ndim;
             d->requires_grad = 1;

@@ -117,7 +117,9 @@ lt_tensor *lt_segformer_decode_head(lt_graph *g, lt_tensor *const *features,
                                     const lt_segformer_head_params *p, lt_bn_mode bn_mode, float dropout);
 
 /* ---- declaration under transformers' names; p must not be allocated yet. On error (a duplicate name, OOM)
- * err says which and the store keeps what was added before. Biases and norm weights get no_decay. ---- */
+ * err says which and the store keeps what was added before. As transformers' Trainer, biases and LayerNorm
+ * weights get no_decay; the decode head's BatchNorm weight is decayed. The BatchNorm's num_batches_tracked
+ * (an int64 counter in transformers' state dict) is not declared. ---- */
 
 /* A SegformerLayer at prefix (e.g. "segformer.encoder.block.0.1"); mlp_hidden = mlp_ratio * hidden. */
 lt_status lt_segformer_layer_declare(lt_params *ps, const char *prefix, int hidden, int mlp_hidden,
