@@ -17,6 +17,8 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on a data set folder"},
     {"evaluate", cmd_evaluate, "compute metrics of a trained model on a data set split"},
     {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
+    {"worker", cmd_worker, "run training jobs from Kafka (a stateless worker)"},
+    {"mock-kafka", cmd_mock_kafka, "run librdkafka's mock Kafka cluster (tests, local runs)"},
 };
 
 static void usage(FILE *f) {
