@@ -17,6 +17,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on a data set folder"},
     {"evaluate", cmd_evaluate, "compute metrics of a trained model on a data set split"},
     {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
+    {"serve", cmd_serve, "serve a model over HTTP (POST /inference, the guide's request and response)"},
 };
 
 static void usage(FILE *f) {
