@@ -272,6 +272,9 @@ int lt_infer_request_parse(const char *body, size_t len, const lt_infer_limits *
         return lt_infer_fail(
             e, LT_INFER_ERR_INVALID_JSON, -1,
             "empty request body; expected {\"instances\": [{\"data\": \"<base64 image>\"}]}");
+    /* JSON has no raw NUL anywhere, and cJSON would take one for whitespace */
+    const char *nul = memchr(body, 0, len);
+    if (nul) return json_fail(e, body, (size_t)(nul - body), "a NUL byte");
     const char *end = NULL;
     /* require_null_terminated = 0: cJSON 1.7.15 wrongly fails a length-bounded buffer that has no NUL after
      * the value, so trailing bytes are checked here instead. return_parse_end also gives the error offset
