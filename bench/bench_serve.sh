@@ -32,13 +32,25 @@ else
 fi
 (cd "$tmp" && python3 "$root/tools/guide_image_to_request.py" "$img")
 body=$tmp/input.json
-cat >"$tmp/post.lua" <<EOF
+# the same request with the image cut after 60 bytes: parsed, base64-decoded, refused by the PNG decoder
+# (400). Its latency is the serving path's own cost (HTTP, JSON, base64, decoder setup) without a forward.
+python3 - "$body" "$tmp/refused.json" <<'PY'
+import base64, json, sys
+r = json.load(open(sys.argv[1]))
+r["instances"][0]["data"] = base64.b64encode(base64.b64decode(r["instances"][0]["data"])[:60]).decode()
+json.dump(r, open(sys.argv[2], "w"), indent=4, sort_keys=True)
+PY
+for name in post refused; do
+  file=$body
+  [ "$name" = refused ] && file=$tmp/refused.json
+  cat >"$tmp/$name.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$body", "rb")
+local f = io.open("$file", "rb")
 wrk.body = f:read("*a")
 f:close()
 EOF
+done
 
 start() {
   OMP_NUM_THREADS=$THREADS "$LATHE" serve --model "$model" --port 0 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
@@ -64,9 +76,9 @@ print("  sequential (curl, 200 requests): p50 %.2f ms  p99 %.2f ms" % (t[len(t) 
 }
 
 loaded() {
-  local c=$1
-  wrk -t "$((c < 2 ? 1 : 2))" -c "$c" -d "${DURATION}s" --latency -s "$tmp/post.lua" "$base/inference" >"$tmp/wrk"
-  python3 - "$tmp/wrk" "$c" <<'PY'
+  local c=$1 script=${2:-post}
+  wrk -t "$((c < 2 ? 1 : 2))" -c "$c" -d "${DURATION}s" --latency -s "$tmp/$script.lua" "$base/inference" >"$tmp/wrk"
+  python3 - "$tmp/wrk" "$c" "$script" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def ms(label):
@@ -75,8 +87,9 @@ def ms(label):
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print("  wrk -c %-3s p50 %7.2f ms  p99 %7.2f ms  %8.1f req/s%s" % (sys.argv[2], ms("50"), ms("99"), rps,
-      "  (%s non-2xx!)" % errs.group(1) if errs else ""))
+refused = sys.argv[3] == "refused"
+note = "  (every answer a 400)" if refused else "  (%s non-2xx!)" % errs.group(1) if errs else ""
+print("  wrk -c %-3s p50 %7.2f ms  p99 %7.2f ms  %8.1f req/s%s" % (sys.argv[2], ms("50"), ms("99"), rps, note))
 PY
 }
 
@@ -98,3 +111,8 @@ for setting in "--max-batch 8 --max-delay-ms 2" "--max-batch 8 --max-delay-ms 0"
   batches
   stop
 done
+echo "the serving path alone (a request refused by the PNG decoder: no forward pass)"
+start
+loaded 1 refused
+loaded 16 refused
+stop
