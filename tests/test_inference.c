@@ -13,6 +13,7 @@
 #include "tasks/cls_model.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +347,41 @@ static void test_bad_requests(void) {
 #undef BAD
     free(good);
     free(png);
+}
+
+/* Replays the fuzz seeds (tests/fuzz/corpus_request/): valid_* and guide_* parse and decode, bad_* are
+ * refused with a 4xx, and every refusal names its instance. */
+static void test_fuzz_corpus(void) {
+    const char *dir = "tests/fuzz/corpus_request";
+    DIR *d = opendir(dir);
+    CHECK_MSG(d != NULL, "cannot open %s", dir);
+    if (!d) return;
+    int seen = 0;
+    for (struct dirent *ent; (ent = readdir(d));) {
+        if (ent->d_name[0] == '.') continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        size_t n;
+        uint8_t *body = read_all(path, &n);
+        if (!body) continue;
+        lt_infer_request req;
+        lt_infer_error e = {0};
+        int st = lt_infer_request_parse((const char *)body, n, NULL, &req, &e);
+        if (!st) st = lt_infer_request_decode(&req, NULL, &e);
+        int want_bad = !strncmp(ent->d_name, "bad_", 4);
+        CHECK_MSG(want_bad ? (st == 400 || st == 413) : st == 0, "%s: status %d (%s)", ent->d_name, st,
+                  e.msg);
+        if (st && e.instance >= 0) {
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "instance %d: ", e.instance);
+            CHECK_MSG(!strncmp(e.msg, prefix, strlen(prefix)), "%s: '%s'", ent->d_name, e.msg);
+        }
+        lt_infer_request_free(&req);
+        free(body);
+        seen++;
+    }
+    closedir(d);
+    CHECK_MSG(seen >= 20, "only %d seeds in %s", seen, dir);
 }
 
 /* ---- responses ---- */
@@ -755,6 +791,7 @@ int main(void) {
     test_base64();
     test_guide_request();
     test_bad_requests();
+    test_fuzz_corpus();
     test_responses();
     test_batcher();
     char tmp[] = "/tmp/lathe-test-inference-XXXXXX";
