@@ -9,6 +9,7 @@ int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_mock_kafka(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "lathe <cmd>: <msg>" and returns 1 (or 2 for usage errors via cli_usage_error). */
 int cli_fail(const char *cmd, const char *msg);

@@ -19,6 +19,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "score images with a trained model (one JSON line per image)"},
     {"worker", cmd_worker, "run training jobs from Kafka (a stateless worker)"},
     {"mock-kafka", cmd_mock_kafka, "run librdkafka's mock Kafka cluster (tests, local runs)"},
+    {"serve", cmd_serve, "serve a model over HTTP (POST /inference, the guide's request and response)"},
 };
 
 static void usage(FILE *f) {
