@@ -68,8 +68,8 @@ int main(int argc, char **argv) {
             lt_params_zero_grad(&p);
             lt_graph_forward(g);
             lt_graph_backward(g, loss, NULL);
-            lt_clip_grad_norm(&p, 1.0);
-            lt_adamw_step(&opt, &p, 1e-3, &err);
+            double norm = lt_clip_grad_norm(&p, 0.0);
+            lt_adamw_step_scaled(&opt, &p, 1e-3, lt_clip_coef(norm, 1.0), &err);
         } else {
             lt_graph_forward(g);
         }

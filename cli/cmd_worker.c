@@ -38,6 +38,9 @@ static const lt_opt_spec specs[] = {
     {"message-timeout-ms", NULL, "MS", "60000", "how long an event may take to reach the brokers"},
     {"checkpoint-steps", NULL, "N", "0", "also checkpoint every N steps (0: at epoch ends)"},
     {"keep-work", NULL, NULL, NULL, "keep each job's local folder after it ends"},
+    {"create-topics", NULL, NULL, NULL,
+     "create the topics at start (jobs/events with --partitions partitions)"},
+    {"partitions", NULL, "N", "8", "partitions of the jobs and events topics, with --create-topics"},
 };
 
 static const char summary[] =
@@ -64,13 +67,14 @@ int cmd_worker(int argc, char **argv) {
     lt_worker_opts_init(&o);
     int64_t max_attempts = o.max_attempts, retry = o.retry_base_ms, progress = o.progress_interval_ms,
             poll = o.poll_ms, max_poll = o.max_poll_interval_ms, msg_timeout = o.message_timeout_ms,
-            ckpt = o.checkpoint_steps, sretries = 5;
+            ckpt = o.checkpoint_steps, sretries = 5, partitions = 8;
     if (lt_kafka_config_init(&o.kafka, &err) != LT_OK ||
         lt_kafka_config_set(&o.kafka, lt_opts_get(&opts, "brokers"), lt_opts_get(&opts, "topic-prefix"),
                             &err) != LT_OK ||
         lt_opts_int(&opts, "max-attempts", 1, 1000, &max_attempts, &err) != LT_OK ||
         lt_opts_int(&opts, "retry-ms", 1, 3600000, &retry, &err) != LT_OK ||
         lt_opts_int(&opts, "storage-retries", 0, 100, &sretries, &err) != LT_OK ||
+        lt_opts_int(&opts, "partitions", 1, 10000, &partitions, &err) != LT_OK ||
         lt_opts_int(&opts, "progress-ms", 0, 3600000, &progress, &err) != LT_OK ||
         lt_opts_int(&opts, "poll-ms", 1, 100, &poll, &err) != LT_OK ||
         lt_opts_int(&opts, "max-poll-interval-ms", 10000, 86400000, &max_poll, &err) != LT_OK ||
@@ -104,6 +108,8 @@ int cmd_worker(int argc, char **argv) {
     o.message_timeout_ms = (int)msg_timeout;
     o.checkpoint_steps = ckpt;
     o.keep_work = lt_opts_bool(&opts, "keep-work");
+    o.create_topics = lt_opts_bool(&opts, "create-topics");
+    o.kafka.jobs_partitions = (int)partitions;
     o.stop = &stop_requested;
 
     struct sigaction sa;

@@ -3,7 +3,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -23,6 +25,7 @@ static const command commands[] = {
     {"status", cmd_status, "print a training's record"},
     {"list", cmd_list, "list trainings (--state S)"},
     {"cancel", cmd_cancel, "cancel a training"},
+    {"serve", cmd_serve, "serve a model over HTTP (POST /inference, the guide's request and response)"},
 };
 
 static void usage(FILE *f) {
@@ -50,14 +53,26 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+/* OpenMP threads (ours and OpenBLAS's) busy-wait between parallel regions: libgomp's default spin of
+ * 300,000 iterations. When the cores are shared (two workers on one machine, a container's CPU limit, any
+ * other load) the spinning threads steal the time the working ones need and a training step gets 5-10x
+ * slower. A short spin keeps the fast hand-over on an idle machine and degrades gracefully on a busy one.
+ * libgomp reads the variable when it is loaded, before main(), so set it and start again once. */
+static void tame_openmp_spin(char **argv) {
+    if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+    setenv("GOMP_SPINCOUNT", "1000", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on with the default spin */
+}
+
 int main(int argc, char **argv) {
+    tame_openmp_spin(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "lathe: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "lathe: unknown command '%s' (see 'lathe --help')\n", argv[1]);
     return 2;
 }

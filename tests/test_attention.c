@@ -323,12 +323,13 @@ static void compare_reference(const char *label, const gc_input *ins, int n_in, 
 }
 
 static void test_reference(void) {
-    /* B * heads >= threads runs pairs in parallel; B * heads == 1 runs threaded sgemm and parallel rows */
+    /* sizes above the threading thresholds: case 0 runs (batch, head) pairs in parallel, case 1 one pair with
+     * threaded sgemm and parallel softmax rows; cases 2 and 3 stay serial */
     struct {
         int64_t B, TQ, TK, C;
         att_ctx c;
     } cases[] = {
-        {2, 33, 17, 24, {4, 1}}, {1, 65, 19, 16, {1, 1}}, {3, 9, 40, 12, {3, 3}}, {1, 7, 5, 8, {1, 0}}};
+        {2, 65, 17, 24, {4, 1}}, {1, 257, 19, 16, {1, 1}}, {3, 9, 40, 12, {3, 3}}, {1, 7, 5, 8, {1, 0}}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t B = cases[i].B, TQ = cases[i].TQ, TK = cases[i].TK, C = cases[i].C;
         gc_input ins[4] = {{"q", {B, TQ, C}, 3, 1, GC_NORMAL, 0, 0},

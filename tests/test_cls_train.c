@@ -82,7 +82,7 @@ static int files_equal(const char *a, const char *b) {
 }
 
 static void test_train_resume_evaluate(const char *root) {
-    char data[512], out_a[512], out_b[512], path[1024], path2[1024];
+    char data[512], out_a[512], out_b[512], path[1024], path2[1200];
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(out_a, sizeof out_a, "%s/run_a", root);
     snprintf(out_b, sizeof out_b, "%s/run_b", root);
@@ -180,6 +180,47 @@ static void test_train_resume_evaluate(const char *root) {
     CHECK_NEAR(sum, 1.0, 1e-5, 0);
     cJSON_Delete(pred);
     lt_image_free(&img);
+    lt_cls_model_free(&model);
+
+    /* fine-tuning from the saved directory with another label set: the classifier is re-initialized with a
+     * warning, every other weight is the pretrained one */
+    char *two[2] = {"cat", "dog"};
+    lt_cls_model tuned;
+    char *warning = NULL;
+    CHECK(lt_cls_model_load(&tuned, out_a, two, 2, 0, 1, &warning, &err) == LT_OK);
+    CHECK_MSG(warning && strstr(warning, "re-initialized"), "warning: %s", warning ? warning : "(none)");
+    free(warning);
+    CHECK(lt_cls_model_load(&model, out_a, NULL, 0, 0, 1, NULL, &err) == LT_OK);
+    CHECK(tuned.net.classifier_weight->shape[0] == 2 && tuned.input_size == 16);
+    lt_tensor *a_stem = lt_params_find(&model.params, "resnet.embedder.embedder.convolution.weight");
+    lt_tensor *b_stem = lt_params_find(&tuned.params, "resnet.embedder.embedder.convolution.weight");
+    CHECK(memcmp(a_stem->data, b_stem->data, (size_t)a_stem->numel * sizeof(float)) == 0);
+    lt_tensor *a_var = lt_params_find(&model.params, "resnet.encoder.stages.3.layers.2.layer.2.normalization.running_var");
+    lt_tensor *b_var = lt_params_find(&tuned.params, "resnet.encoder.stages.3.layers.2.layer.2.normalization.running_var");
+    CHECK(memcmp(a_var->data, b_var->data, (size_t)a_var->numel * sizeof(float)) == 0);
+    lt_cls_model_free(&tuned);
+    lt_cls_model_free(&model);
+
+    /* --pretrained through the trainer on a two-label data set */
+    char data2[512], out_c[512];
+    snprintf(data2, sizeof data2, "%s/data2", root);
+    snprintf(out_c, sizeof out_c, "%s/run_c", root);
+    for (int split = 0; split < 2; split++)
+        for (int c = 0; c < 2; c++) {
+            snprintf(path, sizeof path, "%s/%s/%s", data2, split ? "validation" : "train", c ? "dog" : "cat");
+            lt_mkdir_p(path, NULL);
+            for (int i = 0; i < 3; i++) {
+                snprintf(path2, sizeof path2, "%s/%d.png", path, i);
+                write_png(path2, c, (unsigned)(split * 50 + c * 10 + i));
+            }
+        }
+    o = base_opts(data2, out_c);
+    o.pretrained = out_a;
+    o.max_steps = 1;
+    st = lt_cls_train(&o, NULL, &err);
+    CHECK_MSG(st == LT_OK, "fine-tune: %s", err.msg);
+    CHECK(lt_cls_model_load(&model, out_c, NULL, 0, 0, 1, NULL, &err) == LT_OK);
+    CHECK(model.n_labels == 2 && !strcmp(model.labels[1], "dog"));
     lt_cls_model_free(&model);
 
     /* --resume with nothing to resume is refused */

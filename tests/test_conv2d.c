@@ -99,7 +99,28 @@ static const conv_case CASES[] = {
     {"rect 2x3 mixed", 3, 2, 6, 9, 3, 2, 3, {1, 2, 0, 1, 2, 1, 1}, 1},
     {"5x5 s3 p2", 2, 2, 11, 10, 3, 5, 5, {3, 3, 2, 2, 1, 1, 1}, 0},
     {"large pad", 1, 2, 3, 3, 2, 3, 3, {1, 1, 3, 3, 1, 1, 1}, 1},
+    /* rows of 16+ outputs, which im2col copies row by row instead of through a tap table */
+    {"3x3 wide rows", 2, 3, 5, 37, 4, 3, 3, {1, 1, 1, 1, 1, 1, 1}, 1},
+    {"3x3 s2 dil2 wide rows", 2, 2, 6, 40, 3, 3, 3, {2, 2, 1, 1, 2, 2, 1}, 0},
+    {"depthwise wide rows", 2, 3, 4, 33, 3, 3, 3, {1, 2, 1, 1, 1, 1, 3}, 1},
+    /* kernels whose outer taps only ever see padding (cropped before the GEMM) */
+    {"5x5 on 2x3 crop rows", 2, 3, 2, 3, 4, 5, 5, {1, 1, 2, 2, 1, 1, 1}, 0},
+    {"dil2 on 1x2 crop", 2, 4, 1, 2, 3, 3, 3, {1, 1, 2, 2, 2, 2, 1}, 1},
+    {"all padding", 2, 3, 1, 1, 4, 1, 1, {2, 2, 1, 1, 1, 1, 1}, 1},
+    {"groups2 on 1x1", 3, 4, 1, 1, 6, 3, 3, {1, 1, 1, 1, 1, 1, 2}, 1},
 };
+
+static lt_conv2d_plan mkplan(int64_t nb, int64_t rows, int64_t nb_bw, int64_t rows_bw, int threads,
+                             int direct) {
+    lt_conv2d_plan p = {nb, rows, nb_bw, rows_bw, threads, direct};
+    return p;
+}
+
+/* All gradients, and dw alone (then backward splits the rows of col without regard to channels). */
+static void compare_both(const conv_case *k, lt_conv2d_plan p, const char *plan_name) {
+    compare_plan(k, &p, 7, plan_name);
+    compare_plan(k, &p, 2, plan_name);
+}
 
 static void test_fast_vs_reference(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
@@ -114,41 +135,34 @@ static void test_fast_vs_reference(void) {
         compare_plan(k, &p, 1, "auto dx only");
         compare_plan(k, &p, 2, "auto dw only");
         compare_plan(k, &p, 4, "auto db only");
-        int direct_ok = d.c / d.cfg.groups == 1;
-        for (int direct = 0; direct <= direct_ok; direct++) {
-            /* one image per GEMM, whole and cut into pieces of 1 and 2 output rows */
-            lt_conv2d_plan q = {1, d.oh, 2, direct};
-            compare_plan(k, &q, 7, direct ? "direct" : "nb 1");
-            if (direct) continue;
-            q.piece_rows = 1;
-            compare_plan(k, &q, 7, "nb 1 rows 1");
-            q.piece_rows = 2 < d.oh ? 2 : d.oh;
-            q.threads = 1;
-            compare_plan(k, &q, 7, "nb 1 rows 2, 1 thread");
-            /* several images per GEMM: all of them (shared), and 2 per chunk (per-thread + leftover) */
-            lt_conv2d_plan all = {d.n, d.oh, 2, 0};
-            compare_plan(k, &all, 7, "nb n");
-            if (d.n >= 2) {
-                lt_conv2d_plan two = {2, d.oh, 2, 0};
-                compare_plan(k, &two, 7, "nb 2");
-            }
-            lt_conv2d_plan three = {1, d.oh, 3, 0}; /* more threads planned than the team may hold */
-            compare_plan(k, &three, 7, "nb 1, 3 threads");
-        }
+        if (d.c / d.cfg.groups == 1) compare_both(k, mkplan(1, d.oh, 1, d.oh, 2, 1), "direct");
+        int64_t two = 2 < d.oh ? 2 : d.oh;
+        /* one image per unit, whole and cut into pieces of 1 and 2 output rows */
+        compare_both(k, mkplan(1, d.oh, 1, d.oh, 2, 0), "nb 1");
+        compare_both(k, mkplan(1, 1, 1, 1, 2, 0), "nb 1 rows 1");
+        compare_both(k, mkplan(1, two, 1, two, 1, 0), "nb 1 rows 2, 1 thread");
+        /* several images per unit: all of them (forward splits output channels), and 2 per unit */
+        compare_both(k, mkplan(d.n, d.oh, d.n, d.oh, 2, 0), "nb n");
+        compare_both(k, mkplan(d.n, d.oh, 1, two, 2, 0), "nb n, bw rows 2");
+        if (d.n >= 2) compare_both(k, mkplan(2, d.oh, 2, d.oh, 2, 0), "nb 2");
     }
-    /* batches that split into per-thread chunks and a shared leftover chunk */
+    /* more threads than cores (the splits and scratch must still fit); few cases, as an oversubscribed
+     * team spins at every join */
+    for (size_t i = 0; i < 3; i++) {
+        lt_conv2d_dims d = case_dims(&CASES[i]);
+        compare_both(&CASES[i], mkplan(1, d.oh, d.n, d.oh, 3, 0), "nb 1, 3 threads");
+    }
+    /* batches whose units split into some per thread and a shared leftover */
     conv_case big = {"batch 5 3x3", 5, 4, 6, 5, 6, 3, 3, {1, 1, 1, 1, 1, 1, 1}, 1};
     lt_conv2d_dims d = case_dims(&big);
-    lt_conv2d_plan p = {2, d.oh, 2, 0};
-    compare_plan(&big, &p, 7, "nb 2 of 5");
-    p.nb = 1;
-    compare_plan(&big, &p, 7, "nb 1 of 5");
+    compare_both(&big, mkplan(2, d.oh, 2, d.oh, 2, 0), "nb 2 of 5");
+    compare_both(&big, mkplan(1, d.oh, 1, d.oh, 2, 0), "nb 1 of 5");
+    compare_both(&big, mkplan(1, 4, 1, 4, 2, 0), "nb 1 rows 4 of 5");
     conv_case big1 = {"batch 5 1x1", 5, 6, 3, 4, 7, 1, 1, {1, 1, 0, 0, 1, 1, 1}, 0};
     d = case_dims(&big1);
-    lt_conv2d_plan q = {2, d.oh, 2, 0};
-    compare_plan(&big1, &q, 7, "nb 2 of 5");
-    q.nb = 1;
-    compare_plan(&big1, &q, 7, "nb 1 of 5");
+    compare_both(&big1, mkplan(2, d.oh, 2, d.oh, 2, 0), "nb 2 of 5");
+    compare_both(&big1, mkplan(1, d.oh, 1, d.oh, 2, 0), "nb 1 of 5");
+    compare_both(&big1, mkplan(1, 2, 1, 2, 2, 0), "nb 1 rows 2 of 5");
 }
 
 /* ---- gradcheck through the graph ---- */
@@ -186,6 +200,7 @@ static void test_gradcheck(void) {
     gc_conv("conv 1x1 s2", 2, 4, 7, 5, 3, 1, 1, (lt_conv2d_cfg){2, 2, 0, 0, 1, 1, 1}, 0);
     gc_conv("conv 7x7 s2 p3", 1, 3, 9, 7, 2, 7, 7, (lt_conv2d_cfg){2, 2, 3, 3, 1, 1, 1}, 1);
     gc_conv("conv 3x3 on 1x1", 3, 4, 1, 1, 3, 3, 3, (lt_conv2d_cfg){1, 1, 1, 1, 1, 1, 1}, 1);
+    gc_conv("conv 3x3 s2 on 2x2", 2, 3, 2, 2, 4, 3, 3, (lt_conv2d_cfg){2, 2, 1, 1, 1, 1, 1}, 0);
 }
 
 /* ---- PyTorch golden values ---- */

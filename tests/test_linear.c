@@ -189,7 +189,7 @@ static void test_reference(void) {
             mm_ctx c = {ta, tb};
             /* batch 5 runs the OpenMP-over-batch path, batch 1 the threaded-sgemm path */
             for (int64_t batch = 1; batch <= 5; batch += 4) {
-                const int64_t M = 13, K = 11, N = 7;
+                const int64_t M = 33, K = 29, N = 17; /* batch 5: above the threading threshold */
                 gc_input mm[2] = {{"a", {batch, ta ? K : M, ta ? M : K}, 3, 1, 0, 0, 0},
                                   {"b", {batch, tb ? N : K, tb ? K : N}, 3, 1, 0, 0, 0}};
                 char label[64];

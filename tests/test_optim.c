@@ -187,6 +187,34 @@ static void test_errors(void) {
     }
 }
 
+/* Clipping fused into AdamW (lt_clip_coef + lt_adamw_step_scaled) gives the same bits as clipping the
+ * gradients in place and then stepping, norms above and below max_norm. */
+static void test_fused_clip(void) {
+    for (int big = 0; big < 2; big++) {
+        lt_params a, b;
+        if (!make_store(&a) || !make_store(&b)) return;
+        lt_adamw oa, ob;
+        lt_adamw_init(&oa, 1e-2, 0.01);
+        lt_adamw_init(&ob, 1e-2, 0.01);
+        lt_err err = {{0}};
+        for (int s = 0; s < 3; s++) {
+            for (int64_t i = 0; i < a.trainable_numel; i++)
+                a.grad[i] = b.grad[i] = (float)((big ? 3.0 : 0.01) * sin(1.3 * (double)(i + 7 * s)));
+            double na = lt_clip_grad_norm(&a, 1.0);
+            CHECK(lt_adamw_step(&oa, &a, 1e-2, &err) == LT_OK);
+            double nb = lt_clip_grad_norm(&b, 0.0);
+            CHECK(lt_adamw_step_scaled(&ob, &b, 1e-2, lt_clip_coef(nb, 1.0), &err) == LT_OK);
+            CHECK(na == nb);
+        }
+        CHECK_MSG(memcmp(a.data, b.data, (size_t)a.numel * sizeof(float)) == 0, "fused clip differs (big=%d)", big);
+        CHECK(memcmp(a.m, b.m, (size_t)a.trainable_numel * sizeof(float)) == 0);
+        CHECK(lt_clip_coef(NAN, 1.0) == 1.0f && lt_clip_coef(0.5, 1.0) == 1.0f && lt_clip_coef(4.0, 0.0) == 1.0f);
+        CHECK(lt_clip_coef(4.0, 1.0) < 0.25f + 1e-6f);
+        lt_params_free(&a);
+        lt_params_free(&b);
+    }
+}
+
 int main(void) {
     golden_file f;
     if (golden_load(&f, "loss_optim.txt") == 0) {
@@ -198,6 +226,7 @@ int main(void) {
     }
     golden_free(&f);
     test_clip();
+    test_fused_clip();
     test_errors();
     return check_summary("test_optim");
 }

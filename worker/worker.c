@@ -243,7 +243,7 @@ static void poll_control(worker *w) {
     if (!w->control_ready) {
         if (mono_now() < w->control_retry_at) return;
         lt_err err = {{0}};
-        if (lt_kafka_reader_assign_all(w->control, w->control_topic, 1, 2000, &err) != LT_OK) {
+        if (lt_kafka_reader_assign_all(w->control, w->control_topic, 1, 1000, &err) != LT_OK) {
             worker_log(w->id, "control topic: %s (retrying in 5 s)", err.msg);
             w->control_retry_at = mono_now() + 5;
             return;
@@ -369,6 +369,11 @@ lt_status lt_worker_run(const lt_worker_opts *o, lt_err *err) {
 
     lt_status st = LT_OK;
     const char *topics[] = {w->jobs_topic};
+    if (o->create_topics) {
+        lt_err e = {{0}};
+        if (lt_kafka_create_topics(&o->kafka, 5000, &e) != LT_OK)
+            worker_log(w->id, "topics not created (they may exist already): %s", e.msg);
+    }
     if (lt_mkdir_p(o->work_dir, err) != LT_OK) st = LT_ERR_IO;
     if (st == LT_OK && !(w->producer = lt_kafka_producer_new(&o->kafka, w->id, o->message_timeout_ms, err)))
         st = LT_ERR_ARG;

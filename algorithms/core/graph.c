@@ -97,7 +97,7 @@ lt_tensor *lt_graph_new_tensor(lt_graph *g, const int64_t *shape, int ndim) {
     }
     lt_tensor *t = calloc(1, sizeof *t);
     if (!t) return lt_graph_fail(g, LT_ERR_NOMEM, "out of memory building the graph");
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->ndim = ndim;
     t->numel = numel;
     t->id = g->n_tensors;
@@ -219,8 +219,14 @@ static int64_t place_buffers(buf_req *reqs, int n, lt_err *err, int *ok) {
     }
     for (int i = 0; i < n; i++) order[i] = &reqs[i];
     qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
+    const int no_reuse = getenv("LATHE_PLAN_NO_REUSE") != NULL; /* debugging aid: every buffer its own bytes */
     for (int i = 0; i < n; i++) {
         buf_req *r = order[i];
+        if (no_reuse) {
+            r->off = total;
+            total += r->size;
+            continue;
+        }
         int ns = 0;
         for (int j = 0; j < i; j++) {
             buf_req *q = order[j];

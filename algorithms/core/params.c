@@ -66,7 +66,7 @@ lt_tensor *lt_params_add(lt_params *p, const char *name, const int64_t *shape, i
         lt_errorf(err, LT_ERR_NOMEM, "out of memory declaring '%s'", name);
         return NULL;
     }
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->ndim = ndim;
     t->numel = numel;
     t->is_param = 1;

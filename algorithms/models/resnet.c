@@ -53,7 +53,7 @@ static lt_status declare_convbn(lt_resnet_convbn *cb, lt_params *p, const char *
     if (!(cb->bn_mean = lt_params_add(p, name, cshape, 1, LT_PARAM_BUFFER, err))) return LT_ERR_ARG;
     snprintf(name, sizeof name, "%s.normalization.running_var", prefix);
     if (!(cb->bn_var = lt_params_add(p, name, cshape, 1, LT_PARAM_BUFFER, err))) return LT_ERR_ARG;
-    cb->bn_weight->no_decay = cb->bn_bias->no_decay = 1;
+    cb->bn_bias->no_decay = 1; /* as the Trainer: biases and LayerNorm weights are not decayed, BN weights are */
     return LT_OK;
 }
 

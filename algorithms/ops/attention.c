@@ -19,6 +19,10 @@
 #include <string.h>
 
 #define ATTN_IP_REFERENCE (LT_NODE_IP - 1)
+/* below these sizes one thread does the work: waking the team costs more (multiply-adds per QK^T product,
+ * probabilities per softmax) */
+#define ATTN_PAR_PAIRS_MIN 32768
+#define ATTN_PAR_ROWS_MIN 4096
 
 typedef struct {
     int64_t B, TQ, TK, C, H, D;
@@ -53,7 +57,7 @@ static void attn_pair_forward(float *out, float *P, const float *q, const float 
                               const float *mask, attn_dims d, int par) {
     const int TQ = (int)d.TQ, TK = (int)d.TK, D = (int)d.D, C = (int)d.C;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TQ, TK, D, d.scale, q, C, k, C, 0.0f, P, TK);
-#pragma omp parallel for if (par)
+#pragma omp parallel for if (par && d.TQ * d.TK >= ATTN_PAR_ROWS_MIN)
     for (int64_t i = 0; i < d.TQ; i++)
         softmax_row(P + i * d.TK, mask, d.TK);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TQ, D, TK, 1.0f, P, TK, v, C, 0.0f, out, C);
@@ -70,7 +74,7 @@ static void attn_pair_backward(float *dq, float *dk, float *dv, const float *dou
     if (!dq && !dk) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TQ, TK, D, 1.0f, dout, C, v, C, 0.0f, dS, TK);
     /* P = softmax(S)  =>  dS = P * (dP - sum_j P dP) */
-#pragma omp parallel for if (par)
+#pragma omp parallel for if (par && d.TQ * d.TK >= ATTN_PAR_ROWS_MIN)
     for (int64_t i = 0; i < d.TQ; i++) {
         const float *p = P + i * d.TK;
         float *ds = dS + i * d.TK;
@@ -229,7 +233,7 @@ lt_tensor *lt_attention(lt_graph *g, lt_tensor *q, lt_tensor *k, lt_tensor *v, l
     lt_node *n = lt_graph_add_node(g, &attention_op, out, in, 4);
     if (!n) return NULL;
     int threads = omp_get_max_threads();
-    int nt = B * heads >= threads ? threads : 1;
+    int nt = B * heads >= threads && B * heads * TQ * TK * (C / heads) >= ATTN_PAR_PAIRS_MIN ? threads : 1;
     n->ip[0] = B;
     n->ip[1] = TQ;
     n->ip[2] = TK;

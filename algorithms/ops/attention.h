@@ -1,7 +1,9 @@
 /* attention.h - multi-head attention composed from ops.h builders.
  *
  * The core lt_attention (softmax(q k^T / sqrt(D) + mask) v per head) is declared in ops.h; this header adds
- * the projected form the models use. */
+ * the projected form the models use. Masks are additive floats (0 keep, -inf drop; HF's large negative
+ * finfo.min works too, with PyTorch's result). A query whose keys are all -inf has no softmax: lathe
+ * defines its probabilities and output as 0 (PyTorch gives NaN), and no gradient flows through it. */
 #ifndef LT_ATTENTION_H
 #define LT_ATTENTION_H
 

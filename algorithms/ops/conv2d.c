@@ -6,16 +6,18 @@
  *     dw_g (Og x K)    += dout_g (Og x cols) @ col^T               weight gradient
  *     dcol (K x cols)   = w_g^T (K x Og) @ dout_g (Og x cols)      input gradient, then col2im into dx
  * where col row r = (c*KH + kh)*KW + kw holds the input pixel each output position sees through tap
- * (kh, kw) of channel c. cols covers one piece of one image (nb == 1; the GEMM then reads and writes the
- * NCHW tensors in place) or nb whole images side by side (their outputs are copied back to NCHW after),
- * which keeps GEMMs wide when the output is a few pixels (ResNet's 7x7 .. 1x1 stages).
- * A 1x1 stride-1 unpadded convolution with nb == 1 uses x itself as col, and writes dx by GEMM directly.
+ * (kh, kw) of channel c. The columns of one GEMM are a unit: output rows of one image (nb == 1; the GEMM
+ * then reads and writes the NCHW tensors in place) or nb whole images side by side (copied between NCHW
+ * and the GEMM's layout), which keeps GEMMs wide when the output is a few pixels (ResNet's 7x7 .. 1x1
+ * stages). A 1x1 stride-1 unpadded convolution with one image per unit uses x itself as col and writes dx
+ * by GEMM directly.
  *
- * Threads: the batch is cut into chunks of nb images. While there are at least as many chunks left as
- * threads, every thread takes its own chunk with its own col buffer and single-threaded sgemm calls (a BLAS
- * call inside an OpenMP region runs single-threaded), accumulating dw into a private copy that is summed
- * at the end. The remaining chunks (all of them for batch 1) are done by all threads together: im2col
- * split by rows, each GEMM split by rows or columns of its result, col2im split by channels. */
+ * Threads (a BLAS call inside an OpenMP region runs single-threaded; each thread has its own buffers and
+ * no kernel ever waits at a barrier, which matters on a machine shared with other processes):
+ *   forward  - threads take whole units while at least one per thread is left; the last units are shared
+ *              by splitting their output channels, each thread building the (cheap) col matrix itself.
+ *   backward - each thread owns a range of input channels (rows of col): it builds only those rows of col,
+ *              and writes only those columns of dw and those channels of dx, so nothing is reduced. */
 #include "conv2d.h"
 
 #include <cblas.h>
@@ -23,8 +25,16 @@
 #include <stdio.h>
 #include <string.h>
 
-/* GEMMs narrower than this many columns run far below sgemm's peak; small images are batched up to it. */
-#define CONV_COLS_TARGET 256
+/* Forward GEMMs narrower than this many columns run below sgemm's peak; small images are batched up to
+ * it (while keeping a unit per thread). Backward has no balancing to keep, so it batches wider. */
+#define CONV_COLS_FW 256
+#define CONV_COLS_BW 1024
+/* A 1x1 stride-1 convolution reads and writes the tensors in place with one image per unit; batching costs
+ * a copy each way and measured slower once an image has 32+ pixels. Below that it batches to this width. */
+#define CONV_COLS_POINTWISE 128
+/* Convolutions of fewer FLOPs than this run on one thread: a parallel region costs several microseconds
+ * (and far more when another process holds the other core). */
+#define CONV_PARALLEL_MIN_FLOPS 2e6
 /* Most floats one thread's col buffer may hold; bigger images are cut into pieces of output rows. */
 #define CONV_COL_BUDGET ((int64_t)1 << 22)
 
@@ -32,13 +42,18 @@
 
 typedef struct {
     const lt_conv2d_dims *d;
-    const lt_conv2d_plan *p;
-    int64_t cg, og, k, p_out; /* channels per group, outputs per group, GEMM depth Cg*KH*KW, OH*OW */
-    int64_t hw, ncol;         /* H*W; the most GEMM columns of one piece */
-    int64_t slot;             /* floats of one thread's col + stage buffers */
-    int64_t nchunks, npieces; /* image chunks, pieces per image (npieces > 1 only when nb == 1) */
-    int pointwise;            /* 1x1, stride 1, no padding: col rows are input planes */
+    int64_t cg, og, k, khw; /* channels per group, outputs per group, GEMM depth Cg*KH*KW, KH*KW */
+    int64_t p_out, hw;      /* OH*OW, H*W */
+    int pointwise;          /* 1x1, stride 1, no padding: col rows are input planes */
+    int threads;            /* the plan's thread count */
 } conv_geom;
+
+/* How one pass cuts the batch into units. */
+typedef struct {
+    int64_t nb, rows; /* images per unit; output rows per unit when nb == 1 */
+    int64_t ncol;     /* most GEMM columns of one unit */
+    int64_t npieces, units;
+} conv_cut;
 
 static int64_t ceil_div(int64_t a, int64_t b) {
     return (a + b - 1) / b;
@@ -48,25 +63,68 @@ static int64_t round16(int64_t n) {
     return (n + 15) / 16 * 16;
 }
 
-static conv_geom conv_geometry(const lt_conv2d_dims *d, const lt_conv2d_plan *p) {
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+static int64_t max64(int64_t a, int64_t b) {
+    return a > b ? a : b;
+}
+
+static conv_geom conv_geometry(const lt_conv2d_dims *d, int threads) {
     conv_geom g;
     const lt_conv2d_cfg *c = &d->cfg;
     g.d = d;
-    g.p = p;
     g.cg = d->c / c->groups;
     g.og = d->o / c->groups;
-    g.k = g.cg * d->kh * d->kw;
+    g.khw = d->kh * d->kw;
+    g.k = g.cg * g.khw;
     g.p_out = d->oh * d->ow;
     g.hw = d->h * d->w;
     g.pointwise =
         d->kh == 1 && d->kw == 1 && c->stride_h == 1 && c->stride_w == 1 && c->pad_h == 0 && c->pad_w == 0;
-    g.ncol = p->nb > 1 ? p->nb * g.p_out : p->piece_rows * d->ow;
-    int64_t col = g.pointwise && p->nb == 1 ? 0 : g.k * g.ncol;
-    int64_t stage = p->nb > 1 ? g.og * g.ncol : 0;
-    g.slot = round16(col) + round16(stage);
-    g.nchunks = ceil_div(d->n, p->nb);
-    g.npieces = p->nb > 1 ? 1 : ceil_div(d->oh, p->piece_rows);
+    g.threads = threads;
     return g;
+}
+
+static conv_cut conv_cutting(const lt_conv2d_dims *d, int64_t nb, int64_t rows) {
+    conv_cut c;
+    c.nb = nb;
+    c.rows = nb > 1 ? d->oh : rows;
+    c.ncol = nb > 1 ? nb * d->oh * d->ow : c.rows * d->ow;
+    c.npieces = ceil_div(d->oh, c.rows);
+    c.units = ceil_div(d->n, nb) * c.npieces;
+    return c;
+}
+
+/* Images [*n0, *n0 + *nbi) and output rows [*oh0, *oh1) of unit u. */
+static void unit_bounds(const conv_cut *c, const lt_conv2d_dims *d, int64_t u, int64_t *n0, int64_t *nbi,
+                        int64_t *oh0, int64_t *oh1) {
+    int64_t chunk = u / c->npieces, piece = u % c->npieces;
+    *n0 = chunk * c->nb;
+    *nbi = min64(c->nb, d->n - *n0);
+    *oh0 = piece * c->rows;
+    *oh1 = min64(d->oh, *oh0 + c->rows);
+}
+
+/* The most col rows one of nth backward threads handles at once: a share of whole channels, within one
+ * group. */
+static int64_t bw_rows(const conv_geom *g, int nth) {
+    return min64(g->k, ceil_div(g->d->c, nth) * g->khw);
+}
+
+/* Floats of one forward thread's buffers: col (K x ncol) unless in place, stage (Og x ncol) when nb > 1. */
+static int64_t fw_slot(const conv_geom *g, const conv_cut *c) {
+    int64_t col = g->pointwise && c->nb == 1 ? 0 : round16(g->k * c->ncol);
+    return col + (c->nb > 1 ? round16(g->og * c->ncol) : 0);
+}
+
+/* Floats of one of nth backward threads' buffers: its col rows, and all of dout_g when nb > 1. */
+static int64_t bw_col_floats(const conv_geom *g, const conv_cut *c, int nth) {
+    return g->pointwise && c->nb == 1 ? 0 : round16(bw_rows(g, nth) * c->ncol);
+}
+static int64_t bw_slot(const conv_geom *g, const conv_cut *c, int nth) {
+    return bw_col_floats(g, c, nth) + (c->nb > 1 ? round16(g->og * c->ncol) : 0);
 }
 
 int64_t lt_conv2d_out_size(int64_t in, int64_t k, int stride, int pad, int dil) {
@@ -75,161 +133,221 @@ int64_t lt_conv2d_out_size(int64_t in, int64_t k, int stride, int pad, int dil) 
     return span < 0 ? 0 : span / stride + 1;
 }
 
+/* Images per unit for GEMMs about `target` columns wide. */
+static int64_t want_nb(const conv_geom *g, int64_t target) {
+    if (g->pointwise) return g->p_out >= 32 ? 1 : ceil_div(CONV_COLS_POINTWISE, g->p_out);
+    return ceil_div(target, g->p_out);
+}
+
 void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p) {
-    int64_t cg = d->c / d->cfg.groups, p_out = d->oh * d->ow, k = cg * d->kh * d->kw;
-    p->threads = threads < 1 ? 1 : threads;
-    p->direct = cg == 1 && d->cfg.groups > 1;
-    p->nb = 1;
-    p->piece_rows = d->oh;
+    conv_geom g = conv_geometry(d, threads < 1 ? 1 : threads);
+    const int64_t P = g.p_out;
+    const int T = 2.0 * (double)(d->n * d->o * P * g.k) < CONV_PARALLEL_MIN_FLOPS ? 1 : g.threads;
+    p->threads = T;
+    p->direct = g.cg == 1 && d->cfg.groups > 1;
+    p->nb = p->nb_bw = 1;
+    p->piece_rows = p->piece_rows_bw = d->oh;
     if (p->direct) return;
-    if (k * p_out > CONV_COL_BUDGET) {
-        p->piece_rows = CONV_COL_BUDGET / (k * d->ow);
-        if (p->piece_rows < 1) p->piece_rows = 1;
-        return;
+    /* forward: batch small images up to CONV_COLS_FW columns, then cut the batch into a multiple of the
+     * thread count; a batch smaller than the thread count is cut into pieces of rows if they stay wide */
+    if (g.k * P > CONV_COL_BUDGET) {
+        p->piece_rows = max64(1, CONV_COL_BUDGET / (g.k * d->ow));
+    } else {
+        int64_t nb = min64(min64(want_nb(&g, CONV_COLS_FW), d->n), max64(1, CONV_COL_BUDGET / (g.k * P)));
+        int64_t chunks = ceil_div(d->n, nb);
+        if (chunks >= T) {
+            chunks = ceil_div(chunks, T) * T;
+            nb = ceil_div(d->n, chunks);
+        } else if (nb == 1 && P / ceil_div(T, d->n) >= CONV_COLS_FW) {
+            p->piece_rows = ceil_div(d->oh, ceil_div(T, d->n));
+        }
+        p->nb = nb;
     }
-    int64_t nb = ceil_div(CONV_COLS_TARGET, p_out), cap = CONV_COL_BUDGET / (k * p_out);
-    if (nb > cap) nb = cap;
-    if (nb > d->n) nb = d->n;
-    if (nb < 1) nb = 1;
-    /* with at least one chunk per thread, cut the batch into a multiple of the thread count */
-    int64_t chunks = ceil_div(d->n, nb);
-    if (chunks >= p->threads) {
-        chunks = ceil_div(chunks, p->threads) * p->threads;
-        nb = ceil_div(d->n, chunks);
+    /* backward: each thread handles a share of the rows of col, so units only need to be wide */
+    int64_t rows = bw_rows(&g, T);
+    if (rows * P > CONV_COL_BUDGET) {
+        p->piece_rows_bw = max64(1, CONV_COL_BUDGET / (rows * d->ow));
+    } else {
+        p->nb_bw = min64(min64(want_nb(&g, CONV_COLS_BW), d->n), max64(1, CONV_COL_BUDGET / (rows * P)));
     }
-    p->nb = nb;
-}
-
-int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p, int need_dw) {
-    if (p->direct) return 0;
-    conv_geom g = conv_geometry(d, p);
-    int64_t n = p->threads * g.slot;
-    if (need_dw) n += (int64_t)(p->threads - 1) * round16(d->o * g.k);
-    return n;
-}
-
-/* ---- threading helpers ---- */
-
-/* A barrier among the nth threads sharing a piece; nth == 1 means a thread working alone inside a larger
- * team, which must not wait for the others. */
-#define CONV_SYNC(nth)                                                                                       \
-    do {                                                                                                     \
-        if ((nth) > 1) {                                                                                     \
-            _Pragma("omp barrier")                                                                           \
-        }                                                                                                    \
-    } while (0)
-
-/* This thread's part [*lo, *hi) of [0, n), in blocks of `align` so SIMD rows stay whole. */
-static void split_range(int64_t n, int64_t align, int tid, int nth, int64_t *lo, int64_t *hi) {
-    int64_t blocks = ceil_div(n, align);
-    *lo = blocks * tid / nth * align;
-    *hi = blocks * (tid + 1) / nth * align;
-    if (*lo > n) *lo = n;
-    if (*hi > n) *hi = n;
-}
-
-/* This thread's share of C (M x N) = A B + beta C, row-major with cblas's transposes: the larger of M and
- * N is split so that threads write disjoint blocks of C. */
-static void gemm_part(int tid, int nth, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t M,
-                      int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                      float beta, float *C, int64_t ldc) {
-    int64_t m0 = 0, m1 = M, n0 = 0, n1 = N;
-    if (nth > 1) {
-        if (M >= N)
-            split_range(M, 16, tid, nth, &m0, &m1);
-        else
-            split_range(N, 16, tid, nth, &n0, &n1);
-    }
-    if (m1 <= m0 || n1 <= n0) return;
-    const float *a = ta == CblasNoTrans ? A + m0 * lda : A + m0;
-    const float *b = tb == CblasNoTrans ? B + n0 : B + n0 * ldb;
-    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)(m1 - m0), (blasint)(n1 - n0), (blasint)K, 1.0f, a,
-                (blasint)lda, b, (blasint)ldb, beta, C + m0 * ldc + n0, (blasint)ldc);
 }
 
 /* ---- im2col / col2im ---- */
+
+/* This thread's part [*lo, *hi) of [0, n), in blocks of `align`. */
+static void split_range(int64_t n, int64_t align, int tid, int nth, int64_t *lo, int64_t *hi) {
+    int64_t blocks = ceil_div(n, align);
+    *lo = min64(n, blocks * tid / nth * align);
+    *hi = min64(n, blocks * (tid + 1) / nth * align);
+}
 
 /* Output columns [*lo, *hi) whose input column off + ow*stride lies inside [0, w); the rest is padding. */
 static void valid_cols(int64_t off, int64_t stride, int64_t w, int64_t ow, int64_t *lo, int64_t *hi) {
     int64_t l = off >= 0 ? 0 : ceil_div(-off, stride);
     int64_t h = w - 1 - off >= 0 ? (w - 1 - off) / stride + 1 : 0;
-    if (l > ow) l = ow;
-    if (h > ow) h = ow;
-    if (h < l) h = l;
+    l = min64(l, ow);
+    h = min64(h, ow);
     *lo = l;
-    *hi = h;
+    *hi = max64(h, l);
 }
 
-/* col rows [r0, r1) for output rows [oh0, oh1) of one image's group: col[r, (oh - oh0)*OW + ow] is the input
- * pixel tap (kh, kw) of channel c sees from output (oh, ow), 0 in the padding. */
-static void im2col(float *col,                    /* (K, ldcol) */
-                   int64_t ldcol, const float *x, /* (Cg, H, W) */
-                   const conv_geom *g, int64_t oh0, int64_t oh1, int64_t r0, int64_t r1) {
+/* Small outputs (ResNet's 7x7 .. 1x1 stages) make rows of a few pixels, where a memcpy per row costs more
+ * than the copy: there im2col gathers through a table of the input offset each (tap, output position)
+ * reads, built once per unit. Padding entries read offset 0 and mask the value's bits to +0.0, so the
+ * gather has no branch (a multiply by 0 would turn an inf at offset 0 into NaN). */
+#define CONV_MAP_MAX 4096
+
+typedef struct {
+    int32_t off[CONV_MAP_MAX];   /* ih*W + iw, 0 in the padding */
+    uint32_t keep[CONV_MAP_MAX]; /* all ones, 0 in the padding */
+} conv_map;
+
+static int use_map(const conv_geom *g, int64_t npos) {
+    return g->d->ow < 16 && g->khw * npos <= CONV_MAP_MAX;
+}
+
+/* Entry t*npos + (oh - oh0)*OW + ow: what tap t reads for output (oh, ow). */
+static void tap_map(conv_map *map, const conv_geom *g, int64_t oh0, int64_t oh1) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
-    const int64_t W = d->w, H = d->h, OW = d->ow, KHW = d->kh * d->kw;
+    const int64_t npos = (oh1 - oh0) * d->ow;
+    for (int64_t t = 0; t < g->khw; t++) {
+        int64_t kh = t / d->kw, kw = t % d->kw;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++) {
+                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                int64_t iw = ow * c->stride_w - c->pad_w + kw * c->dil_w;
+                int ok = ih >= 0 && ih < d->h && iw >= 0 && iw < d->w;
+                int64_t e = t * npos + (oh - oh0) * d->ow + ow;
+                map->off[e] = ok ? (int32_t)(ih * d->w + iw) : 0;
+                map->keep[e] = ok ? 0xffffffffu : 0u;
+            }
+    }
+}
+
+/* src[off] with its bits masked by keep (so +0.0 where keep is 0). */
+static inline float masked_load(const float *src, int32_t off, uint32_t keep) {
+    uint32_t u;
+    memcpy(&u, src + off, sizeof u);
+    u &= keep;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Rows [r0, r1) of col for output rows [oh0, oh1) of nbi images: row r, stored at col + (r - r0)*ldcol,
+ * holds at i*npos + (oh - oh0)*OW + ow the pixel of image i that tap (kh, kw) of channel c sees from
+ * output (oh, ow), 0 in the padding (npos = (oh1 - oh0)*OW, r = (c*KH + kh)*KW + kw). */
+static void im2col(float *col, /* (r1 - r0, ldcol) */
+                   int64_t ldcol,
+                   const float *x, /* (nbi, xstride): image i's Cg channels of this group at x + i*xstride */
+                   int64_t xstride, int64_t nbi, const conv_geom *g, int64_t oh0, int64_t oh1, int64_t r0,
+                   int64_t r1) {
+    const lt_conv2d_dims *d = g->d;
+    const lt_conv2d_cfg *c = &d->cfg;
+    const int64_t W = d->w, H = d->h, OW = d->ow, npos = (oh1 - oh0) * OW;
     if (g->pointwise) {
         for (int64_t r = r0; r < r1; r++)
-            memcpy(col + r * ldcol, x + r * g->hw + oh0 * W, (size_t)((oh1 - oh0) * OW) * sizeof(float));
+            for (int64_t i = 0; i < nbi; i++)
+                memcpy(col + (r - r0) * ldcol + i * npos, x + i * xstride + r * g->hw + oh0 * W,
+                       (size_t)npos * sizeof(float));
+        return;
+    }
+    if (use_map(g, npos)) {
+        conv_map map;
+        tap_map(&map, g, oh0, oh1);
+        for (int64_t r = r0; r < r1; r++) {
+            const int32_t *off = map.off + r % g->khw * npos;
+            const uint32_t *keep = map.keep + r % g->khw * npos;
+            for (int64_t i = 0; i < nbi; i++) {
+                const float *src = x + i * xstride + r / g->khw * g->hw;
+                float *dst = col + (r - r0) * ldcol + i * npos;
+                for (int64_t j = 0; j < npos; j++)
+                    dst[j] = masked_load(src, off[j], keep[j]);
+            }
+        }
         return;
     }
     for (int64_t r = r0; r < r1; r++) {
-        int64_t ch = r / KHW, kh = r / d->kw % d->kh, kw = r % d->kw;
-        const float *xc = x + ch * g->hw;
+        int64_t ch = r / g->khw, kh = r / d->kw % d->kh, kw = r % d->kw;
         int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
         valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-        for (int64_t oh = oh0; oh < oh1; oh++) {
-            float *dst = col + r * ldcol + (oh - oh0) * OW;
-            int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-            if (ih < 0 || ih >= H) {
-                memset(dst, 0, (size_t)OW * sizeof(float));
-                continue;
+        for (int64_t i = 0; i < nbi; i++) {
+            const float *xc = x + i * xstride + ch * g->hw;
+            for (int64_t oh = oh0; oh < oh1; oh++) {
+                float *dst = col + (r - r0) * ldcol + i * npos + (oh - oh0) * OW;
+                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                if (ih < 0 || ih >= H) {
+                    memset(dst, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *src = xc + ih * W + off + lo * c->stride_w;
+                if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
+                if (c->stride_w == 1)
+                    memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
+                else
+                    for (int64_t j = 0; j < hi - lo; j++)
+                        dst[lo + j] = src[j * c->stride_w];
+                if (hi < OW) memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
             }
-            const float *src = xc + ih * W + off + lo * c->stride_w;
-            if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
-            if (c->stride_w == 1)
-                memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-            else
-                for (int64_t j = 0; j < hi - lo; j++)
-                    dst[lo + j] = src[j * c->stride_w];
-            if (hi < OW) memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
         }
     }
 }
 
-/* The adjoint of im2col for channels [c0, c1): dx[c, ih, iw] += every col entry copied from it. */
-static void col2im(float *dx,        /* (Cg, H, W) */
-                   const float *col, /* (K, ldcol) */
+/* The adjoint of im2col for channels [c0, c1), whose rows start at col: dx[i, c, ih, iw] += every col
+ * entry copied from it. */
+static void col2im(float *dx,                                      /* (nbi, xstride) as im2col's x */
+                   int64_t xstride, int64_t nbi, const float *col, /* ((c1 - c0) * KH*KW, ldcol) */
                    int64_t ldcol, const conv_geom *g, int64_t oh0, int64_t oh1, int64_t c0, int64_t c1) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
-    const int64_t W = d->w, H = d->h, OW = d->ow, KHW = d->kh * d->kw;
+    const int64_t W = d->w, H = d->h, OW = d->ow, npos = (oh1 - oh0) * OW;
     if (g->pointwise) {
-        for (int64_t ch = c0; ch < c1; ch++) {
-            float *dst = dx + ch * g->hw + oh0 * W;
-            const float *src = col + ch * ldcol;
-            for (int64_t j = 0; j < (oh1 - oh0) * OW; j++)
-                dst[j] += src[j];
-        }
+        for (int64_t ch = c0; ch < c1; ch++)
+            for (int64_t i = 0; i < nbi; i++) {
+                float *dst = dx + i * xstride + ch * g->hw + oh0 * W;
+                const float *src = col + (ch - c0) * ldcol + i * npos;
+                for (int64_t j = 0; j < npos; j++)
+                    dst[j] += src[j];
+            }
+        return;
+    }
+    if (use_map(g, npos)) {
+        conv_map map;
+        tap_map(&map, g, oh0, oh1);
+        for (int64_t ch = c0; ch < c1; ch++)
+            for (int64_t t = 0; t < g->khw; t++) {
+                const int32_t *off = map.off + t * npos;
+                const uint32_t *keep = map.keep + t * npos;
+                for (int64_t i = 0; i < nbi; i++) {
+                    float *dst = dx + i * xstride + ch * g->hw;
+                    const float *src = col + ((ch - c0) * g->khw + t) * ldcol + i * npos;
+                    for (int64_t j = 0; j < npos; j++)
+                        dst[off[j]] +=
+                            masked_load(src, (int32_t)j, keep[j]); /* padding adds +0.0 to offset 0 */
+                }
+            }
         return;
     }
     for (int64_t ch = c0; ch < c1; ch++) {
-        float *dxc = dx + ch * g->hw;
-        for (int64_t r = ch * KHW; r < (ch + 1) * KHW; r++) {
+        for (int64_t r = ch * g->khw; r < (ch + 1) * g->khw; r++) {
             int64_t kh = r / d->kw % d->kh, kw = r % d->kw;
             int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
             valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-            for (int64_t oh = oh0; oh < oh1; oh++) {
-                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                if (ih < 0 || ih >= H) continue;
-                float *dst = dxc + ih * W + off + lo * c->stride_w;
-                const float *src = col + r * ldcol + (oh - oh0) * OW + lo;
-                if (c->stride_w == 1)
-                    for (int64_t j = 0; j < hi - lo; j++)
-                        dst[j] += src[j];
-                else
-                    for (int64_t j = 0; j < hi - lo; j++)
-                        dst[j * c->stride_w] += src[j];
+            for (int64_t i = 0; i < nbi; i++) {
+                float *dxc = dx + i * xstride + ch * g->hw;
+                for (int64_t oh = oh0; oh < oh1; oh++) {
+                    int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                    if (ih < 0 || ih >= H) continue;
+                    float *dst = dxc + ih * W + off + lo * c->stride_w;
+                    const float *src = col + (r - c0 * g->khw) * ldcol + i * npos + (oh - oh0) * OW + lo;
+                    if (c->stride_w == 1)
+                        for (int64_t j = 0; j < hi - lo; j++)
+                            dst[j] += src[j];
+                    else
+                        for (int64_t j = 0; j < hi - lo; j++)
+                            dst[j * c->stride_w] += src[j];
+                }
             }
         }
     }
@@ -237,119 +355,111 @@ static void col2im(float *dx,        /* (Cg, H, W) */
 
 /* ---- im2col + GEMM kernels ---- */
 
-/* Forward of output rows [oh0, oh1) of images [n0, n0 + nbi), shared by nth threads. */
-static void gemm_fw_piece(const conv_geom *g, float *out, const float *x, const float *w, const float *b,
-                          int64_t n0, int64_t nbi, int64_t oh0, int64_t oh1, float *col, float *stage,
-                          int tid, int nth) {
+/* Row-major single-threaded sgemm: C (M x N) = A B + beta C, with cblas's transposes. */
+static void sgemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)M, (blasint)N, (blasint)K, 1.0f, A, (blasint)lda, B,
+                (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+/* Forward of unit u, output channels [o0, o1) only. */
+static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, const float *x, const float *w,
+                         const float *b, int64_t u, int64_t o0, int64_t o1, float *col, float *stage) {
     const lt_conv2d_dims *d = g->d;
+    int64_t n0, nbi, oh0, oh1;
+    unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
     const int64_t P = g->p_out, cols = nbi > 1 ? nbi * P : (oh1 - oh0) * d->ow;
     for (int64_t gr = 0; gr < d->cfg.groups; gr++) {
-        const float *wg = w + gr * g->og * g->k; /* (Og, K) */
-        const float *cm = col;                   /* (K, ldc) */
+        int64_t lo = max64(o0, gr * g->og), hi = min64(o1, (gr + 1) * g->og);
+        if (lo >= hi) continue;
+        const float *cm = col; /* (K, ldc) */
         int64_t ldc = cols;
         if (g->pointwise && nbi == 1) {
             cm = x + (n0 * d->c + gr * g->cg) * g->hw + oh0 * d->w;
             ldc = g->hw;
         } else {
-            int64_t r0, r1;
-            split_range(g->k, 1, tid, nth, &r0, &r1);
-            for (int64_t i = 0; i < nbi; i++)
-                im2col(col + i * P, cols, x + ((n0 + i) * d->c + gr * g->cg) * g->hw, g, oh0, oh1, r0, r1);
-            CONV_SYNC(nth);
+            im2col(col, cols, x + (n0 * d->c + gr * g->cg) * g->hw, d->c * g->hw, nbi, g, oh0, oh1, 0, g->k);
         }
-        int64_t o0, o1;
-        split_range(g->og, 1, tid, nth, &o0, &o1);
         if (nbi == 1) {
-            float *y = out + (n0 * d->o + gr * g->og) * P + oh0 * d->ow; /* (Og, P) slice */
-            gemm_part(tid, nth, CblasNoTrans, CblasNoTrans, g->og, cols, g->k, wg, g->k, cm, ldc, 0.0f, y, P);
-            CONV_SYNC(nth);
+            float *y = out + (n0 * d->o + lo) * P + oh0 * d->ow; /* (hi - lo, P) */
+            sgemm(CblasNoTrans, CblasNoTrans, hi - lo, cols, g->k, w + lo * g->k, g->k, cm, ldc, 0.0f, y, P);
             if (b)
-                for (int64_t o = o0; o < o1; o++) {
-                    float bv = b[gr * g->og + o], *yo = y + o * P;
+                for (int64_t o = lo; o < hi; o++) {
+                    float bv = b[o], *yo = y + (o - lo) * P;
                     for (int64_t j = 0; j < cols; j++)
                         yo[j] += bv;
                 }
         } else {
-            gemm_part(tid, nth, CblasNoTrans, CblasNoTrans, g->og, cols, g->k, wg, g->k, cm, ldc, 0.0f, stage,
-                      cols);
-            CONV_SYNC(nth);
-            for (int64_t o = o0; o < o1; o++) {
-                float bv = b ? b[gr * g->og + o] : 0.0f;
+            sgemm(CblasNoTrans, CblasNoTrans, hi - lo, cols, g->k, w + lo * g->k, g->k, cm, ldc, 0.0f, stage,
+                  cols);
+            for (int64_t o = lo; o < hi; o++) {
+                float bv = b ? b[o] : 0.0f;
                 for (int64_t i = 0; i < nbi; i++) {
-                    float *yo = out + ((n0 + i) * d->o + gr * g->og + o) * P;
-                    const float *s = stage + o * cols + i * P;
+                    float *yo = out + ((n0 + i) * d->o + o) * P;
+                    const float *s = stage + (o - lo) * cols + i * P;
                     for (int64_t j = 0; j < P; j++)
                         yo[j] = s[j] + bv;
                 }
             }
         }
-        CONV_SYNC(nth); /* col and stage are reused by the next group */
     }
 }
 
-/* Backward of output rows [oh0, oh1) of images [n0, n0 + nbi), shared by nth threads; dw_acc is where this
- * piece's weight gradient goes (dw itself or a thread's private copy). */
-static void gemm_bw_piece(const conv_geom *g, float *dx, float *dw_acc, const float *dout, const float *x,
-                          const float *w, int64_t n0, int64_t nbi, int64_t oh0, int64_t oh1, float *col,
-                          float *stage, int tid, int nth) {
+/* Backward of unit u for the rows [R0, R1) of col, counted over all groups (R = group*K + r): adds into
+ * those columns of dw and, when dx is wanted (then R0, R1 fall on channel boundaries), those channels of dx.
+ */
+static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, float *dw, const float *dout,
+                         const float *x, const float *w, int64_t u, int64_t R0, int64_t R1, float *col,
+                         float *stage) {
     const lt_conv2d_dims *d = g->d;
+    int64_t n0, nbi, oh0, oh1;
+    unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
     const int64_t P = g->p_out, cols = nbi > 1 ? nbi * P : (oh1 - oh0) * d->ow;
     const int in_place = g->pointwise && nbi == 1;
     for (int64_t gr = 0; gr < d->cfg.groups; gr++) {
-        const float *wg = w ? w + gr * g->og * g->k : NULL; /* (Og, K) */
-        const float *dy;                                    /* (Og, lddy) */
+        int64_t lo = max64(R0, gr * g->k), hi = min64(R1, (gr + 1) * g->k);
+        if (lo >= hi) continue;
+        int64_t r0 = lo - gr * g->k, r1 = hi - gr * g->k;
+        const float *dy; /* (Og, lddy): dout of this group and unit */
         int64_t lddy;
-        int64_t o0, o1, r0, r1;
-        split_range(g->og, 1, tid, nth, &o0, &o1);
-        split_range(g->k, 1, tid, nth, &r0, &r1);
         if (nbi == 1) {
             dy = dout + (n0 * d->o + gr * g->og) * P + oh0 * d->ow;
             lddy = P;
         } else {
-            for (int64_t o = o0; o < o1; o++)
+            for (int64_t o = 0; o < g->og; o++)
                 for (int64_t i = 0; i < nbi; i++)
                     memcpy(stage + o * cols + i * P, dout + ((n0 + i) * d->o + gr * g->og + o) * P,
                            (size_t)P * sizeof(float));
             dy = stage;
             lddy = cols;
         }
-        if (dw_acc) {
-            const float *cm = col;
+        const float *xg = x ? x + (n0 * d->c + gr * g->cg) * g->hw : NULL; /* image n0, channel gr*Cg */
+        if (dw) {
+            const float *cm = col; /* (r1 - r0, ldc) */
             int64_t ldc = cols;
             if (in_place) {
-                cm = x + (n0 * d->c + gr * g->cg) * g->hw + oh0 * d->w;
+                cm = xg + r0 * g->hw + oh0 * d->w;
                 ldc = g->hw;
             } else {
-                for (int64_t i = 0; i < nbi; i++)
-                    im2col(col + i * P, cols, x + ((n0 + i) * d->c + gr * g->cg) * g->hw, g, oh0, oh1, r0,
-                           r1);
+                im2col(col, cols, xg, d->c * g->hw, nbi, g, oh0, oh1, r0, r1);
             }
-            CONV_SYNC(nth);
-            /* dw_g (Og x K) += dy (Og x cols) @ col^T */
-            gemm_part(tid, nth, CblasNoTrans, CblasTrans, g->og, g->k, cols, dy, lddy, cm, ldc, 1.0f,
-                      dw_acc + gr * g->og * g->k, g->k);
+            /* dw_g[:, r0:r1] (Og x m) += dy (Og x cols) @ col^T (cols x m) */
+            sgemm(CblasNoTrans, CblasTrans, g->og, r1 - r0, cols, dy, lddy, cm, ldc, 1.0f,
+                  dw + gr * g->og * g->k + r0, g->k);
         }
-        CONV_SYNC(nth); /* the gathered dy is complete; col is free to hold dcol */
         if (dx) {
-            float *dxg = dx + (n0 * d->c + gr * g->cg) * g->hw; /* (nbi, C, H, W) from channel gr*Cg */
+            const float *wr = w + gr * g->og * g->k + r0;       /* (Og, K) from column r0 */
+            float *dxg = dx + (n0 * d->c + gr * g->cg) * g->hw; /* image n0, channel gr*Cg */
             if (in_place) {
-                /* dx_g (Cg x cols) += w_g^T (Cg x Og) @ dy */
-                gemm_part(tid, nth, CblasTrans, CblasNoTrans, g->cg, cols, g->og, wg, g->k, dy, lddy, 1.0f,
-                          dxg + oh0 * d->w, g->hw);
+                /* dx_g[r0:r1] (m x cols) += w_g[:, r0:r1]^T (m x Og) @ dy */
+                sgemm(CblasTrans, CblasNoTrans, r1 - r0, cols, g->og, wr, g->k, dy, lddy, 1.0f,
+                      dxg + r0 * g->hw + oh0 * d->w, g->hw);
             } else {
-                gemm_part(tid, nth, CblasTrans, CblasNoTrans, g->k, cols, g->og, wg, g->k, dy, lddy, 0.0f,
-                          col, cols);
-                CONV_SYNC(nth);
-                /* each thread adds whole channels of every image, so no two threads touch one dx plane */
-                int64_t c0, c1;
-                split_range(nbi * g->cg, 1, tid, nth, &c0, &c1);
-                for (int64_t j = c0; j < c1; j++) {
-                    int64_t i = j / g->cg, ch = j % g->cg;
-                    col2im(dxg + i * d->c * g->hw, col + i * P, cols, g, oh0, oh1, ch, ch + 1);
-                }
+                sgemm(CblasTrans, CblasNoTrans, r1 - r0, cols, g->og, wr, g->k, dy, lddy, 0.0f, col, cols);
+                col2im(dxg, d->c * g->hw, nbi, col, cols, g, oh0, oh1, r0 / g->khw, r1 / g->khw);
             }
         }
-        CONV_SYNC(nth); /* col and stage are reused by the next group */
     }
 }
 
@@ -360,7 +470,7 @@ static void direct_forward(float *out, const float *x, const float *w, const flo
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w, planes = d->n * d->o;
-#pragma omp parallel for num_threads(g->p->threads) schedule(static)
+#pragma omp parallel for num_threads(g->threads) schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
         int64_t n = pl / d->o, o = pl % d->o;
         float *y = out + pl * P;                              /* (OH, OW) */
@@ -394,7 +504,7 @@ static void direct_backward(float *dx, float *dw, const float *dout, const float
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w;
-#pragma omp parallel num_threads(g->p->threads)
+#pragma omp parallel num_threads(g->threads)
     {
         /* dx[n, ch] += w[o] taps * dout[n, o] for the Og outputs o reading channel ch */
         if (dx) {
@@ -457,47 +567,146 @@ static void direct_backward(float *dx, float *dw, const float *dout, const float
     }
 }
 
+/* ---- taps that only ever see padding ---- */
+
+/* Taps [*t0, *t1) along one axis that read an input pixel for at least one output position; the others
+ * see only padding (a 3x3 kernel on a 1x1 image uses only its centre). *t1 <= *t0 when none does. */
+static void active_taps(int64_t in, int64_t out, int64_t k, int stride, int pad, int dil, int64_t *t0,
+                        int64_t *t1) {
+    *t0 = k;
+    *t1 = 0;
+    for (int64_t t = 0; t < k; t++) {
+        /* is there an output o in [0, out) with 0 <= o*stride - pad + t*dil < in? */
+        int64_t lo = pad - t * dil, hi = in - 1 + pad - t * dil;
+        int64_t o = lo <= 0 ? 0 : ceil_div(lo, stride);
+        if (o < out && o * stride <= hi) {
+            if (t < *t0) *t0 = t;
+            *t1 = t + 1;
+        }
+    }
+}
+
+/* d with its kernel cropped to the active taps (first ones at *kh0, *kw0), which computes the same
+ * convolution with less work; padding shrinks by the taps dropped in front (and may turn negative, which
+ * the kernels handle). dc->kh or dc->kw is 0 when no tap ever reads input. Returns 0 when nothing is
+ * cropped. */
+static int conv_crop(const lt_conv2d_dims *d, lt_conv2d_dims *dc, int64_t *kh0, int64_t *kw0) {
+    const lt_conv2d_cfg *c = &d->cfg;
+    int64_t kh1, kw1;
+    active_taps(d->h, d->oh, d->kh, c->stride_h, c->pad_h, c->dil_h, kh0, &kh1);
+    active_taps(d->w, d->ow, d->kw, c->stride_w, c->pad_w, c->dil_w, kw0, &kw1);
+    *dc = *d;
+    if (*kh0 == 0 && kh1 == d->kh && *kw0 == 0 && kw1 == d->kw) return 0;
+    dc->kh = max64(0, kh1 - *kh0);
+    dc->kw = max64(0, kw1 - *kw0);
+    dc->cfg.pad_h = c->pad_h - (int)(*kh0 * c->dil_h);
+    dc->cfg.pad_w = c->pad_w - (int)(*kw0 * c->dil_w);
+    return 1;
+}
+
+/* Copies the active taps of w into wc (to_crop = 1), or adds wc into those taps of w (to_crop = 0). */
+static void crop_weights(float *restrict wc, /* (O, Cg, KHc, KWc) */
+                         float *restrict w,  /* (O, Cg, KH, KW) */
+                         const lt_conv2d_dims *d, const lt_conv2d_dims *dc, int64_t kh0, int64_t kw0,
+                         int to_crop, int threads) {
+    const int64_t rows = d->o * (d->c / d->cfg.groups), khc = dc->kh, kwc = dc->kw, kh = d->kh, kw = d->kw;
+    const int64_t first = kh0 * kw + kw0;
+    if (to_crop) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < khc; i++)
+                for (int64_t j = 0; j < kwc; j++)
+                    wc[(r * khc + i) * kwc + j] = w[r * kh * kw + first + i * kw + j];
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < khc; i++)
+                for (int64_t j = 0; j < kwc; j++)
+                    w[r * kh * kw + first + i * kw + j] += wc[(r * khc + i) * kwc + j];
+    }
+}
+
 /* ---- entry points ---- */
 
-void lt_conv2d_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
-                       const lt_conv2d_plan *p, float *scratch) {
-    conv_geom g = conv_geometry(d, p);
-    if (p->direct) {
-        direct_forward(out, x, w, b, &g);
-        return;
-    }
+static void gemm_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
+                         const lt_conv2d_plan *p, float *scratch) {
+    conv_geom g = conv_geometry(d, p->threads);
+    conv_cut cut = conv_cutting(d, p->nb, p->piece_rows);
+    const int64_t slot = fw_slot(&g, &cut), colsz = g.pointwise && cut.nb == 1 ? 0 : round16(g.k * cut.ncol);
 #pragma omp parallel num_threads(p->threads)
     {
         int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        int64_t alone = nth > 1 ? g.nchunks / nth * nth : 0; /* chunks the threads take one each */
-        float *col = scratch + tid * g.slot;
-        float *stage = col + round16(g.pointwise && p->nb == 1 ? 0 : g.k * g.ncol);
-        for (int64_t ch = tid; ch < alone; ch += nth) {
-            int64_t n0 = ch * p->nb, nbi = d->n - n0 < p->nb ? d->n - n0 : p->nb;
-            for (int64_t pc = 0; pc < g.npieces; pc++) {
-                int64_t oh0 = pc * p->piece_rows,
-                        oh1 = oh0 + p->piece_rows > d->oh ? d->oh : oh0 + p->piece_rows;
-                gemm_fw_piece(&g, out, x, w, b, n0, nbi, oh0, nbi > 1 ? d->oh : oh1, col, stage, 0, 1);
-            }
+        float *col = scratch + tid * slot, *stage = col + colsz;
+        int64_t alone = cut.units / nth * nth; /* units the threads take whole */
+        for (int64_t u = tid; u < alone; u += nth)
+            gemm_fw_unit(&g, &cut, out, x, w, b, u, 0, d->o, col, stage);
+        if (alone < cut.units) {
+            int64_t o0, o1;
+            split_range(d->o, 8, tid, nth, &o0, &o1);
+            for (int64_t u = alone; u < cut.units; u++)
+                gemm_fw_unit(&g, &cut, out, x, w, b, u, o0, o1, col, stage);
         }
-        if (alone > 0) CONV_SYNC(nth); /* the shared chunks below use thread 0's buffers */
-        col = scratch;
-        stage = col + round16(g.pointwise && p->nb == 1 ? 0 : g.k * g.ncol);
-        for (int64_t ch = alone; ch < g.nchunks; ch++) {
-            int64_t n0 = ch * p->nb, nbi = d->n - n0 < p->nb ? d->n - n0 : p->nb;
-            for (int64_t pc = 0; pc < g.npieces; pc++) {
-                int64_t oh0 = pc * p->piece_rows,
-                        oh1 = oh0 + p->piece_rows > d->oh ? d->oh : oh0 + p->piece_rows;
-                gemm_fw_piece(&g, out, x, w, b, n0, nbi, oh0, nbi > 1 ? d->oh : oh1, col, stage, tid, nth);
-            }
-        }
+    }
+}
+
+static void gemm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
+    conv_geom g = conv_geometry(d, p->threads);
+    conv_cut cut = conv_cutting(d, p->nb_bw, p->piece_rows_bw);
+#pragma omp parallel num_threads(p->threads)
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        int64_t R0, R1; /* this thread's rows of col over all groups; whole channels when dx is wanted */
+        split_range(d->cfg.groups * g.k, dx ? g.khw : 1, tid, nth, &R0, &R1);
+        float *col = scratch + tid * bw_slot(&g, &cut, nth), *stage = col + bw_col_floats(&g, &cut, nth);
+        for (int64_t u = 0; R0 < R1 && u < cut.units; u++)
+            gemm_bw_unit(&g, &cut, dx, dw, dout, x, w, u, R0, R1, col, stage);
+    }
+}
+
+int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p, int with_backward) {
+    if (p->direct) return 0;
+    lt_conv2d_dims dc;
+    int64_t kh0, kw0, n = 0;
+    if (conv_crop(d, &dc, &kh0, &kw0)) {
+        if (dc.kh == 0 || dc.kw == 0) return 0;
+        n = 2 * round16(dc.o * (dc.c / dc.cfg.groups) * dc.kh * dc.kw); /* cropped w and dw */
+    }
+    conv_geom g = conv_geometry(&dc, p->threads);
+    conv_cut fw = conv_cutting(&dc, p->nb, p->piece_rows), bw = conv_cutting(&dc, p->nb_bw, p->piece_rows_bw);
+    int64_t slots = p->threads * fw_slot(&g, &fw);
+    /* a smaller team gives each backward thread more rows, so size for the worst team size */
+    for (int nth = 1; with_backward && nth <= p->threads; nth++)
+        slots = max64(slots, nth * bw_slot(&g, &bw, nth));
+    return n + slots;
+}
+
+void lt_conv2d_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
+                       const lt_conv2d_plan *p, float *scratch) {
+    conv_geom g = conv_geometry(d, p->threads);
+    lt_conv2d_dims dc;
+    int64_t kh0, kw0;
+    if (p->direct) {
+        direct_forward(out, x, w, b, &g);
+    } else if (!conv_crop(d, &dc, &kh0, &kw0)) {
+        gemm_forward(out, x, w, b, d, p, scratch);
+    } else if (dc.kh == 0 || dc.kw == 0) {
+        const int64_t P = g.p_out;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+        for (int64_t pl = 0; pl < d->n * d->o; pl++)
+            for (int64_t j = 0; j < P; j++)
+                out[pl * P + j] = b ? b[pl % d->o] : 0.0f;
+    } else {
+        float *wc = scratch;
+        crop_weights(wc, (float *)w, d, &dc, kh0, kw0, 1, p->threads);
+        gemm_forward(out, x, wc, b, &dc, p, scratch + 2 * round16(d->o * g.cg * dc.kh * dc.kw));
     }
 }
 
 void lt_conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
                         const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
-    conv_geom g = conv_geometry(d, p);
-    const int64_t P = g.p_out, wn = d->o * g.k;
+    conv_geom g = conv_geometry(d, p->threads);
+    const int64_t P = g.p_out;
     if (db) {
 #pragma omp parallel for num_threads(p->threads) schedule(static)
         for (int64_t o = 0; o < d->o; o++) {
@@ -513,50 +722,19 @@ void lt_conv2d_backward(float *dx, float *dw, float *db, const float *dout, cons
         }
     }
     if (!dx && !dw) return;
+    lt_conv2d_dims dc;
+    int64_t kh0, kw0;
     if (p->direct) {
         direct_backward(dx, dw, dout, x, w, &g);
-        return;
-    }
-    float *priv = scratch + p->threads * g.slot; /* (threads - 1, O*K) private dw copies */
-#pragma omp parallel num_threads(p->threads)
-    {
-        int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        int64_t alone = nth > 1 ? g.nchunks / nth * nth : 0;
-        float *col = scratch + tid * g.slot;
-        float *stage = col + round16(g.pointwise && p->nb == 1 ? 0 : g.k * g.ncol);
-        float *mine = NULL; /* where this thread's chunks accumulate dw */
-        if (dw) mine = tid == 0 ? dw : priv + (tid - 1) * round16(wn);
-        if (dw && tid > 0 && alone > 0) memset(mine, 0, (size_t)wn * sizeof(float));
-        for (int64_t ch = tid; ch < alone; ch += nth) {
-            int64_t n0 = ch * p->nb, nbi = d->n - n0 < p->nb ? d->n - n0 : p->nb;
-            for (int64_t pc = 0; pc < g.npieces; pc++) {
-                int64_t oh0 = pc * p->piece_rows,
-                        oh1 = oh0 + p->piece_rows > d->oh ? d->oh : oh0 + p->piece_rows;
-                gemm_bw_piece(&g, dx, mine, dout, x, w, n0, nbi, oh0, nbi > 1 ? d->oh : oh1, col, stage, 0,
-                              1);
-            }
-        }
-        if (alone > 0) CONV_SYNC(nth);
-        col = scratch;
-        stage = col + round16(g.pointwise && p->nb == 1 ? 0 : g.k * g.ncol);
-        for (int64_t ch = alone; ch < g.nchunks; ch++) {
-            int64_t n0 = ch * p->nb, nbi = d->n - n0 < p->nb ? d->n - n0 : p->nb;
-            for (int64_t pc = 0; pc < g.npieces; pc++) {
-                int64_t oh0 = pc * p->piece_rows,
-                        oh1 = oh0 + p->piece_rows > d->oh ? d->oh : oh0 + p->piece_rows;
-                gemm_bw_piece(&g, dx, dw, dout, x, w, n0, nbi, oh0, nbi > 1 ? d->oh : oh1, col, stage, tid,
-                              nth);
-            }
-        }
-        if (dw && alone > 0) {
-#pragma omp for schedule(static)
-            for (int64_t j = 0; j < wn; j++) {
-                float s = 0.0f;
-                for (int t = 1; t < nth; t++)
-                    s += priv[(t - 1) * round16(wn) + j];
-                dw[j] += s;
-            }
-        }
+    } else if (!conv_crop(d, &dc, &kh0, &kw0)) {
+        gemm_backward(dx, dw, dout, x, w, d, p, scratch);
+    } else if (dc.kh > 0 && dc.kw > 0) {
+        const int64_t wcn = round16(d->o * g.cg * dc.kh * dc.kw);
+        float *wc = scratch, *dwc = scratch + wcn;
+        if (dx) crop_weights(wc, (float *)w, d, &dc, kh0, kw0, 1, p->threads);
+        if (dw) memset(dwc, 0, (size_t)wcn * sizeof(float));
+        gemm_backward(dx, dw ? dwc : NULL, dout, x, wc, &dc, p, scratch + 2 * wcn);
+        if (dw) crop_weights(dwc, dw, d, &dc, kh0, kw0, 0, p->threads);
     }
 }
 
@@ -611,8 +789,8 @@ void lt_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dout, 
 
 /* ---- graph op ---- */
 
-/* ip: 0..6 the cfg (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups), 7 nb, 8 piece_rows,
- * 9 threads, 10 direct. */
+/* ip: 0..6 the cfg (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups), then the plan: 7 nb,
+ * 8 piece_rows, 9 nb_bw, 10 piece_rows_bw, 11 threads, 12 direct. */
 static void conv_node_dims(const lt_node *nd, lt_conv2d_dims *d, lt_conv2d_plan *p) {
     const lt_tensor *x = nd->in[0], *w = nd->in[1];
     d->n = x->shape[0];
@@ -628,8 +806,10 @@ static void conv_node_dims(const lt_node *nd, lt_conv2d_dims *d, lt_conv2d_plan 
                              (int)nd->ip[4], (int)nd->ip[5], (int)nd->ip[6]};
     p->nb = nd->ip[7];
     p->piece_rows = nd->ip[8];
-    p->threads = (int)nd->ip[9];
-    p->direct = (int)nd->ip[10];
+    p->nb_bw = nd->ip[9];
+    p->piece_rows_bw = nd->ip[10];
+    p->threads = (int)nd->ip[11];
+    p->direct = (int)nd->ip[12];
 }
 
 static void conv_fw(lt_node *nd, const lt_exec *ex) {
@@ -691,11 +871,12 @@ lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_c
     lt_conv2d_dims d = {x->shape[0], C, x->shape[2], x->shape[3], O, w->shape[2], w->shape[3], oh, ow, cfg};
     lt_conv2d_plan p;
     lt_conv2d_plan_auto(&d, omp_get_max_threads(), &p);
-    int64_t ip[11] = {cfg.stride_h, cfg.stride_w, cfg.pad_h,    cfg.pad_w, cfg.dil_h, cfg.dil_w,
-                      cfg.groups,   p.nb,         p.piece_rows, p.threads, p.direct};
+    int64_t ip[13] = {cfg.stride_h,    cfg.stride_w, cfg.pad_h, cfg.pad_w,    cfg.dil_h,
+                      cfg.dil_w,       cfg.groups,   p.nb,      p.piece_rows, p.nb_bw,
+                      p.piece_rows_bw, p.threads,    p.direct};
     memcpy(nd->ip, ip, sizeof ip);
     int train = lt_graph_mode(g) == LT_MODE_TRAIN;
-    nd->scratch_numel = lt_conv2d_scratch_numel(&d, &p, train && w->requires_grad);
+    nd->scratch_numel = lt_conv2d_scratch_numel(&d, &p, train);
     /* backward reads x only for dw and w only for dx; it never reads b or the output */
     nd->bw_skip_in = 1u << 2;
     if (!w->requires_grad) nd->bw_skip_in |= 1u << 0;

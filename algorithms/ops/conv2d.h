@@ -21,12 +21,17 @@ typedef struct {
     lt_conv2d_cfg cfg;
 } lt_conv2d_dims;
 
-/* How the fast kernels split the work. */
+/* How the fast kernels cut the work. A unit is nb whole images (side by side in one GEMM) or, when nb == 1,
+ * piece_rows output rows of one image. Forward hands whole units to threads while there are at least as
+ * many units left as threads, then splits the output channels of the rest; backward always splits the
+ * input channels (the GEMM rows of col), so no two threads ever write the same dx or dw element. */
 typedef struct {
-    int64_t nb;         /* images side by side in one GEMM; 1 lets the GEMM write the output in place */
-    int64_t piece_rows; /* output rows per GEMM (nb == 1 only; oh means whole images) */
-    int threads;        /* most threads the kernels use; the scratch size depends on it */
-    int direct;         /* 1: direct loops for depthwise (C/groups == 1) instead of im2col + GEMM */
+    int64_t nb;            /* forward: images per unit; 1 lets the GEMM write the output in place */
+    int64_t piece_rows;    /* forward: output rows per unit when nb == 1 (oh: whole images) */
+    int64_t nb_bw;         /* backward: images per unit */
+    int64_t piece_rows_bw; /* backward: output rows per unit when nb_bw == 1 */
+    int threads;           /* most threads the kernels use; the scratch size depends on it */
+    int direct;            /* 1: direct loops for depthwise (C/groups == 1) instead of im2col + GEMM */
 } lt_conv2d_plan;
 
 /* Output size along one axis: (in + 2 pad - dil (k - 1) - 1) / stride + 1, or 0 when the window does
@@ -36,10 +41,11 @@ int64_t lt_conv2d_out_size(int64_t in, int64_t k, int stride, int pad, int dil);
 /* The plan the graph op uses for d on `threads` threads. Can't fail. */
 void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p);
 
-/* Floats of scratch lt_conv2d_forward (need_dw = 0) or lt_conv2d_backward with a weight gradient
- * (need_dw = 1) needs under plan p. p must be valid for d: nb in [1, n], piece_rows in [1, oh] and
- * piece_rows == oh when nb > 1, threads >= 1, direct only when c / groups == 1. */
-int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p, int need_dw);
+/* Floats of scratch lt_conv2d_forward (with_backward = 0) or both lt_conv2d_forward and lt_conv2d_backward
+ * (with_backward = 1) need under plan p. p must be valid for d: nb in [1, n], piece_rows in [1, oh] and
+ * piece_rows == oh when nb > 1 (likewise for nb_bw, piece_rows_bw), threads >= 1, direct only when
+ * c / groups == 1. */
+int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p, int with_backward);
 
 /* out = conv2d(x, w) + b. b may be NULL. scratch holds lt_conv2d_scratch_numel(d, p, 0) floats. */
 void lt_conv2d_forward(float *out,     /* (N, O, OH, OW) */
@@ -49,7 +55,7 @@ void lt_conv2d_forward(float *out,     /* (N, O, OH, OW) */
                        const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch);
 
 /* Adds the gradients of out = conv2d(x, w) + b into dx, dw, db; each may be NULL (then skipped).
- * x is read only for dw, w only for dx. scratch holds lt_conv2d_scratch_numel(d, p, dw != NULL). */
+ * x is read only for dw, w only for dx. scratch holds lt_conv2d_scratch_numel(d, p, 1). */
 void lt_conv2d_backward(float *dx,         /* (N, C, H, W) or NULL */
                         float *dw,         /* (O, C/groups, KH, KW) or NULL */
                         float *db,         /* (O) or NULL */

@@ -22,7 +22,7 @@
 static void linear_forward(float *out, const float *x, const float *w, const float *b, int64_t M, int64_t IN,
                            int64_t OUT) {
     if (b) {
-#pragma omp parallel for
+#pragma omp parallel for if (M * OUT >= 4096)
         for (int64_t m = 0; m < M; m++)
             memcpy(out + m * OUT, b, (size_t)OUT * sizeof *out);
     }
@@ -135,6 +135,12 @@ typedef struct {
     int ta, tb;
 } matmul_dims;
 
+/* Threads over the batch when every thread gets a matrix and the work repays waking the team; otherwise each
+ * sgemm decides its own threading. */
+static int matmul_batch_parallel(matmul_dims d) {
+    return d.batch >= omp_get_max_threads() && d.batch * d.M * d.N * d.K >= 32768;
+}
+
 static CBLAS_TRANSPOSE tr(int t) {
     return t ? CblasTrans : CblasNoTrans;
 }
@@ -143,7 +149,7 @@ static CBLAS_TRANSPOSE tr(int t) {
 static void matmul_forward(float *out, const float *a, const float *b, matmul_dims d) {
     const int M = (int)d.M, N = (int)d.N, K = (int)d.K, lda = d.ta ? M : K, ldb = d.tb ? K : N;
     const int64_t sa = d.M * d.K, sb = d.K * d.N, so = d.M * d.N;
-#pragma omp parallel for if (d.batch >= omp_get_max_threads())
+#pragma omp parallel for if (matmul_batch_parallel(d))
     for (int64_t i = 0; i < d.batch; i++)
         cblas_sgemm(CblasRowMajor, tr(d.ta), tr(d.tb), M, N, K, 1.0f, a + i * sa, lda, b + i * sb, ldb, 0.0f,
                     out + i * so, N);
@@ -154,7 +160,7 @@ static void matmul_backward(float *da, float *db, const float *dout, const float
                             matmul_dims d) {
     const int M = (int)d.M, N = (int)d.N, K = (int)d.K, lda = d.ta ? M : K, ldb = d.tb ? K : N;
     const int64_t sa = d.M * d.K, sb = d.K * d.N, so = d.M * d.N;
-#pragma omp parallel for if (d.batch >= omp_get_max_threads())
+#pragma omp parallel for if (matmul_batch_parallel(d))
     for (int64_t i = 0; i < d.batch; i++) {
         const float *A = a + i * sa, *B = b + i * sb, *dC = dout + i * so;
         /* C = op(A) op(B)  =>  d op(A) = dC op(B)^T (M, K), d op(B) = op(A)^T dC (K, N) */

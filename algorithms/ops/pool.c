@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Elements of input below which pooling runs on one thread. */
+#define POOL_PARALLEL_MIN 65536
+
 /* ---- max pooling ---- */
 
 typedef struct {
@@ -20,7 +23,7 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
                             int32_t *idx,   /* (planes, OH, OW) */
                             const float *x, /* (planes, H, W) */
                             int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, pool_win k) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -53,7 +56,7 @@ static void maxpool_backward(float *dx,          /* (planes, H, W) */
                              const float *dout,  /* (planes, OH, OW) */
                              const int32_t *idx, /* (planes, OH, OW) */
                              int64_t planes, int64_t HW, int64_t OHW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * HW >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++)
         for (int64_t o = 0; o < OHW; o++)
             dx[p * HW + idx[p * OHW + o]] += dout[p * OHW + o];
@@ -122,7 +125,7 @@ static int64_t bin_end(int64_t i, int64_t n, int64_t len) {
 static void adaptive_avgpool_forward(float *out,     /* (planes, OH, OW) */
                                      const float *x, /* (planes, H, W) */
                                      int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -143,7 +146,7 @@ static void adaptive_avgpool_forward(float *out,     /* (planes, OH, OW) */
 static void adaptive_avgpool_backward(float *dx,         /* (planes, H, W) */
                                       const float *dout, /* (planes, OH, OW) */
                                       int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         float *dxp = dx + p * H * W;
         for (int64_t oh = 0; oh < OH; oh++) {

@@ -13,6 +13,8 @@
 
 #define SHAPE_IP_REFERENCE (LT_NODE_IP - 1)
 #define PERMUTE_TILE 32
+/* below this many elements a copy runs on one thread: waking the team costs more than the copy */
+#define SHAPE_PAR_MIN 4096
 
 static int norm_axis(int axis, int ndim) {
     return axis < 0 ? axis + ndim : axis;
@@ -23,7 +25,7 @@ static int norm_axis(int axis, int ndim) {
 /* out (outer, sum_i len_i * inner) = [x_0 | x_1 | ...] with x_i (outer, len_i * inner) */
 static void concat_forward(float *out, float *const *xs, const int64_t *lens, int n, int64_t outer,
                            int64_t inner, int64_t total) {
-#pragma omp parallel for
+#pragma omp parallel for if (outer * total * inner >= SHAPE_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         float *dst = out + o * total * inner;
         for (int i = 0; i < n; i++) {
@@ -36,7 +38,7 @@ static void concat_forward(float *out, float *const *xs, const int64_t *lens, in
 /* dxs[i] (outer, len_i * inner) += the matching columns of dout; NULL entries are skipped */
 static void concat_backward(float *const *dxs, const float *dout, const int64_t *lens, int n, int64_t outer,
                             int64_t inner, int64_t total) {
-#pragma omp parallel for
+#pragma omp parallel for if (outer * total * inner >= SHAPE_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         const float *src = dout + o * total * inner;
         for (int i = 0; i < n; i++) {
@@ -189,7 +191,7 @@ static void permute_ref(float *dst, const float *src, const int64_t *shape, int 
  * through cache lines. */
 static void permute_transpose(float *dst, const float *src, int64_t B, int64_t R, int64_t C, int add) {
     const int64_t TILE = PERMUTE_TILE, tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (B * R * C >= SHAPE_PAR_MIN)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < tr * tc; t++) {
             int64_t r0 = (t % tr) * TILE, c0 = (t / tr) * TILE;
@@ -218,7 +220,7 @@ static void permute_rows(float *dst, const float *src, const int64_t *shape, int
     for (int i = 0; i < nd; i++)
         oshape[i] = shape[perm[i]];
     const int64_t L = oshape[nd - 1], step = stride[perm[nd - 1]], rows = lt_shape_numel(oshape, nd - 1);
-#pragma omp parallel for
+#pragma omp parallel for if (rows * L >= SHAPE_PAR_MIN)
     for (int64_t row = 0; row < rows; row++) {
         int64_t off = 0, rem = row;
         for (int i = nd - 2; i >= 0; i--) {
@@ -292,7 +294,7 @@ static void permute_forward(float *dst, const float *src, const int64_t *shape, 
     if (n == 1) {
         int64_t numel = s[0];
         if (add) {
-#pragma omp parallel for
+#pragma omp parallel for if (numel >= SHAPE_PAR_MIN)
             for (int64_t i = 0; i < numel; i++)
                 dst[i] += src[i];
         } else {
@@ -390,14 +392,14 @@ lt_tensor *lt_transpose(lt_graph *g, lt_tensor *x, int d0, int d1) {
 /* out (outer, len, inner) = x (outer, dim, inner)[:, start:start+len, :] */
 static void slice_forward(float *out, const float *x, int64_t outer, int64_t dim, int64_t inner,
                           int64_t start, int64_t len) {
-#pragma omp parallel for
+#pragma omp parallel for if (outer * len * inner >= SHAPE_PAR_MIN)
     for (int64_t o = 0; o < outer; o++)
         memcpy(out + o * len * inner, x + (o * dim + start) * inner, (size_t)(len * inner) * sizeof *out);
 }
 
 static void slice_backward(float *dx, const float *dout, int64_t outer, int64_t dim, int64_t inner,
                            int64_t start, int64_t len) {
-#pragma omp parallel for
+#pragma omp parallel for if (outer * len * inner >= SHAPE_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         float *d = dx + (o * dim + start) * inner;
         const float *s = dout + o * len * inner;

@@ -23,3 +23,9 @@ double lt_clip_grad_norm(lt_params *p, double max_norm) {
     }
     return norm;
 }
+
+float lt_clip_coef(double norm, double max_norm) {
+    if (!isfinite(norm) || !(max_norm > 0.0)) return 1.0f;
+    double coef = max_norm / (norm + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;
+}

@@ -50,6 +50,11 @@ lt_status lt_adamw_check(const lt_adamw *o, lt_err *err);
  * non-finite lr; p is untouched then. Non-finite gradients are not detected here (see lt_clip_grad_norm). */
 lt_status lt_adamw_step(lt_adamw *o, lt_params *p, double lr, lt_err *err);
 
+/* lt_adamw_step on gradients multiplied by grad_scale (read, not written back): the same result, bit for
+ * bit, as scaling the gradients first, in one pass over memory less. With lt_clip_coef this is clipping
+ * fused into the update; AdamW's memory traffic dominates a small-image training step. */
+lt_status lt_adamw_step_scaled(lt_adamw *o, lt_params *p, double lr, float grad_scale, lt_err *err);
+
 /* ---- schedule (schedule.c) ---- */
 
 /* The lr multiplier of transformers' get_linear_schedule_with_warmup at step (0-based):
@@ -67,5 +72,10 @@ double lt_linear_schedule(int64_t step, int64_t warmup_steps, int64_t total_step
  * they are and is returned as is: the caller decides (skip the step, fail the job) instead of torch's
  * behaviour of turning every gradient into NaN or 0. max_norm <= 0 only measures. Can't fail. */
 double lt_clip_grad_norm(lt_params *p, double max_norm);
+
+/* The factor clip_grad_norm_ multiplies gradients by for a measured norm: max_norm / (norm + 1e-6) when
+ * that is below 1, else 1 (also for max_norm <= 0 or a non-finite norm). Use with lt_adamw_step_scaled
+ * after lt_clip_grad_norm(p, 0) to clip without a separate pass. */
+float lt_clip_coef(double norm, double max_norm);
 
 #endif

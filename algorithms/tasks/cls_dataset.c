@@ -37,7 +37,7 @@ static int list_dir(const char *dir, char ***out) {
         n++;
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str);
     *out = names;
     return n;
 oom:

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "cls_model.h"
 
 #include "io/fsutil.h"

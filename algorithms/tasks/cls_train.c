@@ -161,10 +161,12 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
     for (int s = 0; s < LT_SPLIT_COUNT && st == LT_OK; s++) {
         if (!ds.split[s].present) continue;
         st = lt_cls_images_prepare(&imgs[s], &ds.split[s], size, m.mean, m.std, cache_budget(o), err);
-        if (st != LT_OK) {
-            char msg[LT_ERR_MSG_MAX];
-            snprintf(msg, sizeof msg, "%s split of %s: %s", lt_split_name((lt_split)s), o->dataset, err ? err->msg : "");
-            if (err) snprintf(err->msg, sizeof err->msg, "%s", msg);
+        if (st != LT_OK && err) {
+            /* prefix the split so the user knows where to look */
+            char msg[LT_ERR_MSG_MAX + 64];
+            snprintf(msg, sizeof msg, "%s split: %s", lt_split_name((lt_split)s), err->msg);
+            memcpy(err->msg, msg, sizeof err->msg - 1);
+            err->msg[sizeof err->msg - 1] = '\0';
         }
     }
     if (st != LT_OK) goto done;
@@ -217,7 +219,7 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
         lt_graph_forward(cg->g);
         lt_graph_backward(cg->g, cg->loss, NULL);
         double loss = cg->loss->data[0];
-        double norm = lt_clip_grad_norm(&m.params, 1.0);
+        double norm = lt_clip_grad_norm(&m.params, 0.0); /* measure; clipping is fused into AdamW */
         double lr = base_lr * lt_linear_schedule(step, 0, total);
         if (!isfinite(loss) || !isfinite(norm)) {
             st = lt_errorf(err, LT_ERR_ARG,
@@ -225,7 +227,7 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
                            (long long)step + 1, loss, norm, base_lr);
             break;
         }
-        if ((st = lt_adamw_step(&opt, &m.params, lr, err)) != LT_OK) break;
+        if ((st = lt_adamw_step_scaled(&opt, &m.params, lr, lt_clip_coef(norm, 1.0), err)) != LT_OK) break;
         step++;
         steps_run++;
         double ep = (double)step / (double)steps_per_epoch;

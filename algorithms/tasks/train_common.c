@@ -29,6 +29,7 @@ lt_status lt_train_log_open(lt_train_log *log, const char *output, int64_t total
     log->images_per_step = images_per_step;
     log->start_step = start_step;
     log->started = lt_now();
+    log->last_line = log->started;
     log->tty = isatty(2) && !getenv("LATHE_NO_PROGRESS");
     log->history = history ? history : cJSON_CreateArray();
     char *tbdir = lt_path_join(output, "tensorboard");
@@ -66,7 +67,16 @@ static void progress(lt_train_log *log, int64_t step, double epoch, double loss,
         lt_train_emit(log, "progress", p);
         cJSON_Delete(p);
     }
-    if (!log->tty || log->quiet) return;
+    if (log->quiet) return;
+    if (!log->tty) {
+        /* logs (a worker, CI): a plain line every 30 s instead of a bar */
+        if (now - log->last_line < 30.0) return;
+        log->last_line = now;
+        fprintf(stderr, "progress: step %lld/%lld  epoch %.2f  loss %.4f  %.1f img/s  eta %02d:%02d:%02d\n",
+                (long long)step, (long long)log->total_steps, epoch, loss, rate * (double)log->images_per_step,
+                (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60));
+        return;
+    }
     int width = 30, fill = log->total_steps ? (int)((double)width * (double)step / (double)log->total_steps) : width;
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
@@ -181,9 +191,9 @@ static lt_status save_optimizer(const char *path, const lt_params *p, lt_err *er
 }
 
 static lt_status load_optimizer(const char *path, lt_params *p, lt_err *err) {
-    lt_st_file *f = lt_st_open(path, err);
-    if (!f) return LT_ERR_IO;
-    lt_status st = LT_OK;
+    lt_st_file *f = NULL;
+    lt_status st = lt_st_open(path, &f, err);
+    if (st != LT_OK) return st;
     for (int i = 0; st == LT_OK && i < p->n; i++) {
         const lt_tensor *t = p->tensors[i];
         if (!t->requires_grad) continue;

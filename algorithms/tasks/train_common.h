@@ -42,7 +42,8 @@ typedef struct {
     int64_t loss_count;
     double started;          /* monotonic seconds at start (or resume) */
     int64_t start_step;
-    double last_progress;    /* last time the progress line was drawn */
+    double last_progress;    /* last time the progress bar was drawn */
+    double last_line;        /* last plain progress line (when stderr is not a terminal) */
     int tty;                 /* stderr is a terminal: draw a progress bar */
     int quiet;
 } lt_train_log;

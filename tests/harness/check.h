@@ -4,6 +4,7 @@
 #ifndef LT_CHECK_H
 #define LT_CHECK_H
 
+#include <math.h>
 #include <stdint.h>
 
 extern int check_passed, check_failed;

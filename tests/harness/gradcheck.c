@@ -56,12 +56,19 @@ int gradcheck_fix(const char *label, const gc_input *ins, int n_in, gc_build_fn 
     lt_rng_seed(&graph_rng, 1234, 1);
     lt_graph_forward(g);
     lt_graph_backward(g, out, r);
+    /* copy every analytic gradient now: the planner may lend a gradient's bytes to activations, so the
+     * finite-difference forwards below would overwrite it */
+    float *analytic_all[GC_MAX_IN] = {0};
+    for (int i = 0; i < n_in && i < GC_MAX_IN; i++) {
+        if (!ins[i].requires_grad) continue;
+        analytic_all[i] = malloc((size_t)in[i]->numel * sizeof(float));
+        memcpy(analytic_all[i], in[i]->grad, (size_t)in[i]->numel * sizeof(float));
+    }
     int ok = 1;
     for (int i = 0; i < n_in; i++) {
         if (!ins[i].requires_grad) continue;
         lt_tensor *t = in[i];
-        float *analytic = malloc((size_t)t->numel * sizeof *analytic);
-        memcpy(analytic, t->grad, (size_t)t->numel * sizeof *analytic);
+        float *analytic = analytic_all[i];
         int64_t step = t->numel > max_points ? t->numel / max_points : 1;
         int64_t worst = -1;
         double worst_a = 0, worst_n = 0, worst_excess = 0;
