@@ -244,7 +244,9 @@ log "C CANCELLED while running"
 # ---- 6. the scheduler restarts with its state ----
 for id in "$A" "$B" "$C"; do record "$id" && cp "$W/rec-$id.json" "$W/before-$id.json"; done
 kill -TERM "$SCHED"
-wait "$SCHED" 2>/dev/null || true
+rc=0
+wait "$SCHED" || rc=$?
+[ "$rc" = 0 ] || fail "the scheduler exited with status $rc on SIGTERM"
 start_scheduler
 wait_for 30 "the scheduler's state" bash -c "curl -sf '$URL/v1/health' | grep -q '\"state_loaded\":true'"
 for id in "$A" "$B" "$C"; do
