@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The README's first command: on a fresh Debian machine, install what lathe needs, build it, turn Debian's
-# Fashion-MNIST package into the guide's folder layout (a small subset), train ResNet-50 on it for one
-# epoch, then evaluate and predict with the result. Everything stays under ./runs/.
-#   LATHE_PER_CLASS=500 (training images per class; 0 = the full 54,000)  LATHE_EPOCHS=1
+# The README's first command. On a fresh Debian machine: install what lathe needs, build it, turn Debian's
+# Fashion-MNIST package into the guide's folder layout (a small subset), start the embedded default
+# (`lathe standalone`: scheduler, a worker and an in-process Kafka, storage in a local folder), submit a
+# training over the HTTP API, wait for it, then show its metrics and predict two images with the model.
+# Everything stays under ./runs/.  LATHE_PER_CLASS=500 (train images per class; 0 = all 54,000), LATHE_EPOCHS=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_class=${LATHE_PER_CLASS:-500}
@@ -10,17 +11,35 @@ epochs=${LATHE_EPOCHS:-1}
 bash tools/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lathe
-data=runs/fashion-mnist-$per_class
-if [ ! -d "$data/train" ]; then
-  python3 tools/prepare_fashion_mnist.py --out "$data" --per-class "$per_class"
+lathe=$PWD/build/lathe
+store=$PWD/runs/lathe-data
+data=datasets/fashion-mnist-$per_class
+if [ ! -d "$store/$data/train" ]; then
+  python3 tools/prepare_fashion_mnist.py --out "$store/$data" --per-class "$per_class"
 fi
-out=runs/fashion-mnist-resnet50
-rm -rf "$out"
-./build/lathe train --algorithm image-classification --dataset "$data" --output "$out" \
-  --hp num_train_epochs="$epochs" --hp learning_rate=0.001
-echo "== lathe evaluate (test split)"
-./build/lathe evaluate --model "$out" --dataset "$data" --split test | python3 -c \
-  'import json,sys; m=json.load(sys.stdin); print({k: round(m[k], 4) for k in ("accuracy","precision","recall","f1")})'
-echo "== lathe predict"
-./build/lathe predict --model "$out" "$(ls -d "$data"/test/Sneaker/* | head -1)" "$(ls -d "$data"/test/Trouser/* | head -1)"
-echo "model directory: $out (tensorboard --logdir $out/tensorboard)"
+
+"$lathe" standalone --data-dir "$store" --port 0 --workers 1 >runs/standalone.url 2>runs/standalone.log &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q http runs/standalone.url 2>/dev/null && break; sleep 0.2; done
+url=$(grep -o 'http://[^ ]*' runs/standalone.url | head -1)
+[ -n "$url" ] || { cat runs/standalone.log >&2; exit 1; }
+echo "== lathe standalone is up at $url (log: runs/standalone.log)"
+
+echo "== lathe submit --wait: ResNet-50 on $data, $epochs epoch(s)"
+"$lathe" submit --url "$url" --algorithm image-classification --dataset "$data" --name quickstart \
+  --hp num_train_epochs="$epochs" --hp learning_rate=0.001 --wait >runs/training.json
+id=$(python3 -c 'import json; print(json.load(open("runs/training.json"))["id"])')
+out=$store/trainings/$id
+python3 - runs/training.json <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+print("training %s: %s after %s steps" % (t["id"], t["state"], t["progress"]["step"]))
+for split in ("validation", "test"):
+    m = t.get("metrics", {}).get(split)
+    if m:
+        print("  %-10s accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f" % (split, m["accuracy"], m["precision"], m["recall"], m["f1"]))
+PY
+echo "== lathe predict with the trained model ($out)"
+"$lathe" predict --model "$out" "$(ls -d "$store/$data"/test/Sneaker/* | head -1)" "$(ls -d "$store/$data"/test/Trouser/* | head -1)"
+echo "model directory: $out  (TensorBoard: tensorboard --logdir $out/tensorboard)"
