@@ -72,21 +72,25 @@ static float *randbuf(int64_t n) {
 }
 
 /* Seconds per call of forward (bw = 0) or backward (bw = 1): the best of 8 rounds of ~20 ms, so that
- * rounds slowed down by other processes on the machine are discarded. */
+ * rounds slowed down by other processes on the machine are discarded. BENCH_MIN=1 takes the best single
+ * call of ~0.3 s worth instead, which on a busy machine comes closer to an undisturbed run. */
 static double time_pass(int bw, const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *y, float *x,
                         float *w, float *dy, float *dx, float *dw, float *scratch, double flops) {
-    int reps = (int)(0.02 / (flops / 100e9)) + 1;
+    int single = getenv("BENCH_MIN") && atoi(getenv("BENCH_MIN"));
+    int reps = single ? 1 : (int)(0.02 / (flops / 100e9)) + 1;
+    int rounds = single ? (int)(0.3 / (flops / 100e9)) + 3 : 9;
     double best = 1e30;
-    for (int round = 0; round < 9; round++) {
+    for (int round = 0; round < rounds; round++) {
         double t0 = now();
-        for (int r = 0; r < (round ? reps : 1); r++) {
+        for (int r = 0; r < reps; r++) {
             if (bw)
                 lt_conv2d_backward(dx, dw, NULL, dy, x, w, d, p, scratch);
             else
                 lt_conv2d_forward(y, x, w, NULL, d, p, scratch);
         }
         double t = (now() - t0) / reps;
-        if (getenv("BENCH_CPUTIME") && atoi(getenv("BENCH_CPUTIME"))) t /= omp_get_max_threads(); /* per thread */
+        if (getenv("BENCH_CPUTIME") && atoi(getenv("BENCH_CPUTIME")))
+            t /= omp_get_max_threads();  /* per thread */
         if (round && t < best) best = t; /* round 0 warms up */
     }
     return best;
