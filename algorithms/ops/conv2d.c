@@ -17,7 +17,12 @@
  *   forward  - threads take whole units while at least one per thread is left; the last units are shared
  *              by splitting their output channels, each thread building the (cheap) col matrix itself.
  *   backward - each thread owns a range of input channels (rows of col): it builds only those rows of col,
- *              and writes only those columns of dw and those channels of dx, so nothing is reduced. */
+ *              and writes only those columns of dw and those channels of dx, so nothing is reduced.
+ *
+ * Small images: kernel taps that only ever see padding (all but the centre of a 3x3 kernel on a 1x1 image)
+ * are cropped away before the GEMM, and im2col/col2im of rows shorter than 16 pixels go through a table of
+ * input offsets per tap (permutes inside AVX-512 registers when a plane has at most 64 pixels).
+ * Depthwise convolutions (C/groups == 1) skip the GEMM: direct loops over each plane. */
 #include "conv2d.h"
 
 #include <cblas.h>
@@ -90,6 +95,17 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
     }
 #endif
     memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+/* acc[j % 16] += a[j] b[j]: 16 partial sums, so the dot product vectorizes (an OpenMP simd reduction
+ * measured slow on short rows, as it sums its lanes through memory at every call). */
+static inline void dot_acc(float acc[16], const float *a, const float *b, int64_t n) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] += a[j + l] * b[j + l];
+    for (int l = 0; j < n; j++, l++)
+        acc[l] += a[j] * b[j];
 }
 
 static conv_geom conv_geometry(const lt_conv2d_dims *d, int threads) {
@@ -439,6 +455,7 @@ static void col2im(float *dx,                                      /* (nbi, xstr
             for (int64_t i = 0; i < nbi; i++) {
                 float *dst = dx + i * xstride + ch * g->hw + oh0 * W;
                 const float *src = col + (ch - c0) * ldcol + i * npos;
+#pragma omp simd
                 for (int64_t j = 0; j < npos; j++)
                     dst[j] += src[j];
             }
@@ -478,12 +495,14 @@ static void col2im(float *dx,                                      /* (nbi, xstr
                     if (ih < 0 || ih >= H) continue;
                     float *dst = dxc + ih * W + off + lo * c->stride_w;
                     const float *src = col + (r - c0 * g->khw) * ldcol + i * npos + (oh - oh0) * OW + lo;
-                    if (c->stride_w == 1)
+                    if (c->stride_w == 1) {
+#pragma omp simd
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += src[j];
-                    else
+                    } else {
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j * c->stride_w] += src[j];
+                    }
                 }
             }
         }
@@ -501,8 +520,12 @@ static void sgemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t M, i
 }
 
 /* Forward of unit u, output channels [o0, o1) only. */
-static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, const float *x, const float *w,
-                         const float *b, int64_t u, int64_t o0, int64_t o1, float *col, float *stage) {
+static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, /* (N, O, OH, OW) */
+                         const float *x,                                      /* (N, C, H, W) */
+                         const float *w,                                      /* (O, Cg, KH, KW) */
+                         const float *b,                                      /* (O) or NULL */
+                         int64_t u, int64_t o0, int64_t o1, float *col,       /* (K, ncol) */
+                         float *stage) /* (Og, ncol) */ {
     const lt_conv2d_dims *d = g->d;
     int64_t n0, nbi, oh0, oh1;
     unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
@@ -524,6 +547,7 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
             if (b)
                 for (int64_t o = lo; o < hi; o++) {
                     float bv = b[o], *yo = y + (o - lo) * P;
+#pragma omp simd
                     for (int64_t j = 0; j < cols; j++)
                         yo[j] += bv;
                 }
@@ -535,6 +559,7 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
                 for (int64_t i = 0; i < nbi; i++) {
                     float *yo = out + ((n0 + i) * d->o + o) * P;
                     const float *s = stage + (o - lo) * cols + i * P;
+#pragma omp simd
                     for (int64_t j = 0; j < P; j++)
                         yo[j] = s[j] + bv;
                 }
@@ -546,9 +571,13 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
 /* Backward of unit u for the rows [R0, R1) of col, counted over all groups (R = group*K + r): adds into
  * those columns of dw and, when dx is wanted (then R0, R1 fall on channel boundaries), those channels of dx.
  */
-static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, float *dw, const float *dout,
-                         const float *x, const float *w, int64_t u, int64_t R0, int64_t R1, float *col,
-                         float *stage) {
+static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, /* (N, C, H, W) or NULL */
+                         float *dw,                                          /* (O, Cg, KH, KW) or NULL */
+                         const float *dout,                                  /* (N, O, OH, OW) */
+                         const float *x,                                     /* (N, C, H, W) */
+                         const float *w,                                     /* (O, Cg, KH, KW) */
+                         int64_t u, int64_t R0, int64_t R1, float *col,      /* (bw_rows, ncol) */
+                         float *stage) /* (Og, ncol) */ {
     const lt_conv2d_dims *d = g->d;
     int64_t n0, nbi, oh0, oh1;
     unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
@@ -602,7 +631,11 @@ static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, flo
 /* ---- direct depthwise kernels (C/groups == 1) ---- */
 
 /* out[n, o] = b[o] + sum_{kh,kw} w[o, 0, kh, kw] x[n, o / Og, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] */
-static void direct_forward(float *out, const float *x, const float *w, const float *b, const conv_geom *g) {
+static void direct_forward(float *out,     /* (N, O, OH, OW) */
+                           const float *x, /* (N, C, H, W) */
+                           const float *w, /* (O, 1, KH, KW) */
+                           const float *b, /* (O) or NULL */
+                           const conv_geom *g) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w, planes = d->n * d->o;
@@ -624,83 +657,68 @@ static void direct_forward(float *out, const float *x, const float *w, const flo
                     if (ih < 0 || ih >= d->h) continue;
                     const float *src = xc + ih * W + off + lo * c->stride_w;
                     float *dst = y + oh * OW + lo;
-                    if (c->stride_w == 1)
+                    if (c->stride_w == 1) {
+#pragma omp simd
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += wv * src[j];
-                    else
+                    } else {
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += wv * src[j * c->stride_w];
+                    }
                 }
             }
     }
 }
 
-static void direct_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+static void direct_backward(float *dx,         /* (N, C, H, W) or NULL */
+                            float *dw,         /* (O, 1, KH, KW) or NULL */
+                            const float *dout, /* (N, O, OH, OW) */
+                            const float *x,    /* (N, C, H, W) */
+                            const float *w,    /* (O, 1, KH, KW) */
                             const conv_geom *g) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w;
-#pragma omp parallel num_threads(g->threads)
-    {
-        /* dx[n, ch] += w[o] taps * dout[n, o] for the Og outputs o reading channel ch */
-        if (dx) {
-#pragma omp for schedule(static)
-            for (int64_t pl = 0; pl < d->n * d->c; pl++) {
-                int64_t n = pl / d->c, ch = pl % d->c;
-                float *dxc = dx + pl * g->hw;
-                for (int64_t o = ch * g->og; o < (ch + 1) * g->og; o++) {
-                    const float *dy = dout + (n * d->o + o) * P;
-                    for (int64_t kh = 0; kh < d->kh; kh++)
-                        for (int64_t kw = 0; kw < d->kw; kw++) {
-                            float wv = w[(o * d->kh + kh) * d->kw + kw];
-                            int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
-                            valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-                            for (int64_t oh = 0; oh < d->oh; oh++) {
-                                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                                if (ih < 0 || ih >= d->h) continue;
-                                float *dst = dxc + ih * W + off + lo * c->stride_w;
-                                const float *src = dy + oh * OW + lo;
-                                if (c->stride_w == 1)
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        dst[j] += wv * src[j];
-                                else
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        dst[j * c->stride_w] += wv * src[j];
-                            }
-                        }
-                }
-            }
-        }
-        /* dw[o, kh, kw] += sum over n, oh, ow of dout[n, o, oh, ow] * x[n, o / Og, ih, iw] */
-        if (dw) {
-#pragma omp for schedule(static)
-            for (int64_t o = 0; o < d->o; o++) {
+    /* a thread owns input channel ch: its dx planes and the dw of the Og outputs reading it, so each dout,
+     * x and dx plane is visited once, for every tap while it is in cache */
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+    for (int64_t ch = 0; ch < d->c; ch++)
+        for (int64_t o = ch * g->og; o < (ch + 1) * g->og; o++)
+            for (int64_t n = 0; n < d->n; n++) {
+                const float *dy = dout + (n * d->o + o) * P;   /* (OH, OW) */
+                const float *xc = x + (n * d->c + ch) * g->hw; /* (H, W) */
+                float *dxc = dx ? dx + (n * d->c + ch) * g->hw : NULL;
                 for (int64_t kh = 0; kh < d->kh; kh++)
                     for (int64_t kw = 0; kw < d->kw; kw++) {
+                        /* forward: out[oh, ow] += w[o, kh, kw] * x[ih, iw] */
+                        float wv = w[(o * d->kh + kh) * d->kw + kw], s = 0.0f, acc[16] = {0};
                         int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
                         valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-                        float s = 0.0f;
-                        for (int64_t n = 0; n < d->n; n++) {
-                            const float *dy = dout + (n * d->o + o) * P;
-                            const float *xc = x + (n * d->c + o / g->og) * g->hw;
-                            for (int64_t oh = 0; oh < d->oh; oh++) {
-                                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                                if (ih < 0 || ih >= d->h) continue;
-                                const float *src = xc + ih * W + off + lo * c->stride_w;
-                                const float *dyr = dy + oh * OW + lo;
-                                if (c->stride_w == 1)
+                        for (int64_t oh = 0; oh < d->oh; oh++) {
+                            int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                            if (ih < 0 || ih >= d->h) continue;
+                            int64_t at = ih * W + off + lo * c->stride_w;
+                            const float *dyr = dy + oh * OW + lo;
+                            if (c->stride_w == 1) {
+                                if (dxc) {
+                                    float *dst = dxc + at;
+#pragma omp simd
                                     for (int64_t j = 0; j < hi - lo; j++)
-                                        s += dyr[j] * src[j];
-                                else
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        s += dyr[j] * src[j * c->stride_w];
+                                        dst[j] += wv * dyr[j];
+                                }
+                                if (dw) dot_acc(acc, dyr, xc + at, hi - lo);
+                            } else {
+                                for (int64_t j = 0; dxc && j < hi - lo; j++)
+                                    dxc[at + j * c->stride_w] += wv * dyr[j];
+                                for (int64_t j = 0; dw && j < hi - lo; j++)
+                                    s += dyr[j] * xc[at + j * c->stride_w];
                             }
                         }
-                        dw[(o * d->kh + kh) * d->kw + kw] += s;
+                        for (int l = 0; l < 16; l++)
+                            s += acc[l];
+                        if (dw) dw[(o * d->kh + kh) * d->kw + kw] += s;
                     }
             }
-        }
-    }
 }
 
 /* ---- taps that only ever see padding ---- */
@@ -764,6 +782,8 @@ static void crop_weights(float *restrict wc, /* (O, Cg, KHc, KWc) */
 
 /* ---- entry points ---- */
 
+/* lt_conv2d_forward through im2col + GEMM, the tensors shaped as there (w possibly cropped, see conv_crop).
+ */
 static void gemm_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
                          const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
@@ -785,6 +805,7 @@ static void gemm_forward(float *out, const float *x, const float *w, const float
     }
 }
 
+/* lt_conv2d_backward's dx and dw through im2col + GEMM, shaped as there. */
 static void gemm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
@@ -850,6 +871,7 @@ void lt_conv2d_backward(float *dx, float *dw, float *db, const float *dout, cons
             for (int64_t n = 0; n < d->n; n++) {
                 const float *dy = dout + (n * d->o + o) * P;
                 float ps = 0.0f;
+#pragma omp simd reduction(+ : ps)
                 for (int64_t j = 0; j < P; j++)
                     ps += dy[j];
                 s += ps;
@@ -999,6 +1021,8 @@ lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_c
                              "conv2d: kernel of weight %s (dilation %d, %d) does not fit input %s padded by "
                              "(%d, %d)",
                              ws, cfg.dil_h, cfg.dil_w, xs, cfg.pad_h, cfg.pad_w);
+    if (x->shape[2] * x->shape[3] > INT32_MAX || oh * ow > INT32_MAX)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: planes of input %s exceed 2^31 pixels", xs);
     int64_t shape[4] = {x->shape[0], O, oh, ow};
     lt_tensor *out = lt_graph_new_tensor(g, shape, 4);
     lt_tensor *ins[3] = {x, w, b};
