@@ -1,6 +1,8 @@
 /* Tests of lt_conv2d: the fast kernels against the naive reference under every plan shape (batched GEMMs,
- * pieces of images, shared and per-thread chunks, the 1x1 in-place path, the depthwise direct loops), finite
- * differences through the graph, PyTorch golden values, and the builder's shape errors. */
+ * pieces of images, per-thread and shared units, the 1x1 in-place path, the depthwise direct loops) and on
+ * shapes that reach each im2col path (row copies, tap tables, AVX-512 permutes) and the cropping of taps
+ * that only see padding; finite differences through the graph, PyTorch golden values, and the builder's
+ * shape errors. */
 #include "check.h"
 #include "golden.h"
 #include "gradcheck.h"
@@ -88,6 +90,7 @@ static const conv_case CASES[] = {
     {"depthwise 3x3", 3, 5, 7, 6, 5, 3, 3, {1, 1, 1, 1, 1, 1, 5}, 1},
     {"depthwise x2 s2", 2, 3, 9, 8, 6, 3, 3, {2, 2, 1, 1, 1, 1, 3}, 0},
     {"depthwise dil2", 1, 4, 8, 9, 4, 3, 3, {1, 1, 2, 2, 2, 2, 4}, 1},
+    {"single input channel", 2, 1, 6, 7, 3, 3, 3, {1, 1, 1, 1, 1, 1, 1}, 1},
     {"1x1", 3, 7, 5, 6, 9, 1, 1, {1, 1, 0, 0, 1, 1, 1}, 1},
     {"1x1 batch1", 1, 7, 5, 6, 9, 1, 1, {1, 1, 0, 0, 1, 1, 1}, 0},
     {"1x1 groups2", 3, 6, 4, 5, 4, 1, 1, {1, 1, 0, 0, 1, 1, 2}, 1},
