@@ -17,10 +17,18 @@
  *   forward  - threads take whole units while at least one per thread is left; the last units are shared
  *              by splitting their output channels, each thread building the (cheap) col matrix itself.
  *   backward - each thread owns a range of input channels (rows of col): it builds only those rows of col,
- *              and writes only those columns of dw and those channels of dx, so nothing is reduced. */
+ *              and writes only those columns of dw and those channels of dx, so nothing is reduced.
+ *
+ * Small images: kernel taps that only ever see padding (all but the centre of a 3x3 kernel on a 1x1 image)
+ * are cropped away before the GEMM, and im2col/col2im of rows shorter than 16 pixels go through a table of
+ * input offsets per tap (permutes inside AVX-512 registers when a plane has at most 64 pixels).
+ * Depthwise convolutions (C/groups == 1) skip the GEMM: direct loops over each plane. */
 #include "conv2d.h"
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +43,9 @@
 /* Convolutions of fewer FLOPs than this run on one thread: a parallel region costs several microseconds
  * (and far more when another process holds the other core). */
 #define CONV_PARALLEL_MIN_FLOPS 2e6
+/* Forward gives each thread its own units (rather than sharing units by output channel) when they still
+ * have this many columns; measured on ResNet-50's 4x4 and 2x2 stages, with 1x1 images staying shared. */
+#define CONV_COLS_MIN 32
 /* Most floats one thread's col buffer may hold; bigger images are cut into pieces of output rows. */
 #define CONV_COL_BUDGET ((int64_t)1 << 22)
 
@@ -69,6 +80,32 @@ static int64_t min64(int64_t a, int64_t b) {
 
 static int64_t max64(int64_t a, int64_t b) {
     return a > b ? a : b;
+}
+
+/* dst[0..n) = src[0..n). The copies of tiny images (a 2x2 plane is 16 bytes) are too short for a
+ * memcpy call to pay off. */
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+#if defined(__AVX512F__)
+    if (n <= 64) {
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+            _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
+        }
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+/* acc[j % 16] += a[j] b[j]: 16 partial sums, so the dot product vectorizes (an OpenMP simd reduction
+ * measured slow on short rows, as it sums its lanes through memory at every call). */
+static inline void dot_acc(float acc[16], const float *a, const float *b, int64_t n) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] += a[j + l] * b[j + l];
+    for (int l = 0; j < n; j++, l++)
+        acc[l] += a[j] * b[j];
 }
 
 static conv_geom conv_geometry(const lt_conv2d_dims *d, int threads) {
@@ -155,6 +192,10 @@ void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p
     } else {
         int64_t nb = min64(min64(want_nb(&g, CONV_COLS_FW), d->n), max64(1, CONV_COL_BUDGET / (g.k * P)));
         int64_t chunks = ceil_div(d->n, nb);
+        if (chunks < T && ceil_div(d->n, T) * P >= CONV_COLS_MIN) {
+            nb = ceil_div(d->n, T); /* a unit per thread beats sharing wider units by output channel */
+            chunks = ceil_div(d->n, nb);
+        }
         if (chunks >= T) {
             chunks = ceil_div(chunks, T) * T;
             nb = ceil_div(d->n, chunks);
@@ -235,6 +276,108 @@ static inline float masked_load(const float *src, int32_t off, uint32_t keep) {
     return f;
 }
 
+#if defined(__AVX512F__)
+/* Planes and output pieces of at most 64 pixels (ResNet's 7x7 and smaller stages) fit in four AVX-512
+ * registers, where a table lookup is two permutes and a blend per 16 values: im2col permutes each input
+ * plane into its taps' rows, and col2im permutes each tap's row back into plane order (the inverse table)
+ * and accumulates there. Gathers and scatters measured no faster than scalar code on AMD Zen 4. */
+#define CONV_REG_TAPS 49
+
+typedef struct {
+    __m512i idx[CONV_REG_TAPS][4];     /* per tap and 16 lanes of the result: the index read, < 64 */
+    __mmask16 upper[CONV_REG_TAPS][4]; /* lanes whose index is >= 32 */
+    __mmask16 keep[CONV_REG_TAPS][4];  /* lanes that are not padding */
+} conv_perm;
+
+static int use_regs(const conv_geom *g, int64_t npos) {
+    return g->hw <= 64 && npos <= 64 && g->khw <= CONV_REG_TAPS;
+}
+
+/* The lookup table of map (inverse = 0: result lane j of tap t reads plane offset off[t][j]), or of its
+ * inverse (inverse = 1: result lane q, a plane offset, reads the j with off[t][j] == q). */
+static void perm_build(conv_perm *pm, const conv_map *map, const conv_geom *g, int64_t npos, int inverse) {
+    const int64_t n = inverse ? g->hw : npos;
+    for (int64_t t = 0; t < g->khw; t++)
+        for (int64_t b = 0; b < 4; b++) {
+            int32_t idx[16] = {0};
+            uint32_t up = 0, keep = 0;
+            for (int64_t l = 0; l < 16 && b * 16 + l < n; l++) {
+                int64_t want = b * 16 + l, found = -1;
+                if (!inverse) {
+                    if (map->keep[t * npos + want]) found = map->off[t * npos + want];
+                } else {
+                    for (int64_t j = 0; j < npos && found < 0; j++)
+                        if (map->keep[t * npos + j] && map->off[t * npos + j] == want) found = j;
+                }
+                if (found < 0) continue;
+                idx[l] = (int32_t)found;
+                keep |= 1u << l;
+                if (found >= 32) up |= 1u << l;
+            }
+            pm->idx[t][b] = _mm512_loadu_si512(idx);
+            pm->upper[t][b] = (__mmask16)up;
+            pm->keep[t][b] = (__mmask16)keep;
+        }
+}
+
+/* Loads n <= 64 floats into r[0..3] (zeros past n; no memory past n is read). */
+static inline void regs_load(__m512 r[4], const float *p, int64_t n) {
+    for (int64_t b = 0; b < 4; b++) {
+        int64_t m = n - 16 * b;
+        __mmask16 lanes = m >= 16 ? (__mmask16)0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
+        r[b] = _mm512_maskz_loadu_ps(lanes, p + 16 * b);
+    }
+}
+
+static inline __m512 regs_lookup(const __m512 r[4], __m512i idx, __mmask16 upper, __mmask16 keep) {
+    __m512 lo = _mm512_permutex2var_ps(r[0], idx, r[1]), hi = _mm512_permutex2var_ps(r[2], idx, r[3]);
+    return _mm512_maskz_mov_ps(keep, _mm512_mask_blend_ps(upper, lo, hi));
+}
+
+static inline void regs_store(float *p, __m512 v, int64_t b, int64_t n) {
+    int64_t m = n - 16 * b;
+    if (m > 0) _mm512_mask_storeu_ps(p + 16 * b, m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1), v);
+}
+
+static void im2col_regs(float *col, int64_t ldcol, const float *x, int64_t xstride, int64_t nbi,
+                        const conv_geom *g, const conv_map *map, int64_t npos, int64_t r0, int64_t r1) {
+    conv_perm pm;
+    perm_build(&pm, map, g, npos, 0);
+    for (int64_t ch = r0 / g->khw; ch * g->khw < r1; ch++) {
+        int64_t t0 = max64(r0 - ch * g->khw, 0), t1 = min64(r1 - ch * g->khw, g->khw);
+        for (int64_t i = 0; i < nbi; i++) {
+            __m512 plane[4];
+            regs_load(plane, x + i * xstride + ch * g->hw, g->hw);
+            for (int64_t t = t0; t < t1; t++) {
+                float *dst = col + (ch * g->khw + t - r0) * ldcol + i * npos;
+                for (int64_t b = 0; b * 16 < npos; b++)
+                    regs_store(dst, regs_lookup(plane, pm.idx[t][b], pm.upper[t][b], pm.keep[t][b]), b, npos);
+            }
+        }
+    }
+}
+
+static void col2im_regs(float *dx, int64_t xstride, int64_t nbi, const float *col, int64_t ldcol,
+                        const conv_geom *g, const conv_map *map, int64_t npos, int64_t c0, int64_t c1) {
+    conv_perm pm;
+    perm_build(&pm, map, g, npos, 1);
+    for (int64_t ch = c0; ch < c1; ch++)
+        for (int64_t i = 0; i < nbi; i++) {
+            float *plane = dx + i * xstride + ch * g->hw;
+            __m512 acc[4], row[4];
+            regs_load(acc, plane, g->hw);
+            for (int64_t t = 0; t < g->khw; t++) {
+                regs_load(row, col + ((ch - c0) * g->khw + t) * ldcol + i * npos, npos);
+                for (int64_t b = 0; b * 16 < g->hw; b++)
+                    acc[b] =
+                        _mm512_add_ps(acc[b], regs_lookup(row, pm.idx[t][b], pm.upper[t][b], pm.keep[t][b]));
+            }
+            for (int64_t b = 0; b * 16 < g->hw; b++)
+                regs_store(plane, acc[b], b, g->hw);
+        }
+}
+#endif
+
 /* Rows [r0, r1) of col for output rows [oh0, oh1) of nbi images: row r, stored at col + (r - r0)*ldcol,
  * holds at i*npos + (oh - oh0)*OW + ow the pixel of image i that tap (kh, kw) of channel c sees from
  * output (oh, ow), 0 in the padding (npos = (oh1 - oh0)*OW, r = (c*KH + kh)*KW + kw). */
@@ -249,13 +392,18 @@ static void im2col(float *col, /* (r1 - r0, ldcol) */
     if (g->pointwise) {
         for (int64_t r = r0; r < r1; r++)
             for (int64_t i = 0; i < nbi; i++)
-                memcpy(col + (r - r0) * ldcol + i * npos, x + i * xstride + r * g->hw + oh0 * W,
-                       (size_t)npos * sizeof(float));
+                copy_floats(col + (r - r0) * ldcol + i * npos, x + i * xstride + r * g->hw + oh0 * W, npos);
         return;
     }
     if (use_map(g, npos)) {
         conv_map map;
         tap_map(&map, g, oh0, oh1);
+#if defined(__AVX512F__)
+        if (use_regs(g, npos)) {
+            im2col_regs(col, ldcol, x, xstride, nbi, g, &map, npos, r0, r1);
+            return;
+        }
+#endif
         for (int64_t r = r0; r < r1; r++) {
             const int32_t *off = map.off + r % g->khw * npos;
             const uint32_t *keep = map.keep + r % g->khw * npos;
@@ -307,6 +455,7 @@ static void col2im(float *dx,                                      /* (nbi, xstr
             for (int64_t i = 0; i < nbi; i++) {
                 float *dst = dx + i * xstride + ch * g->hw + oh0 * W;
                 const float *src = col + (ch - c0) * ldcol + i * npos;
+#pragma omp simd
                 for (int64_t j = 0; j < npos; j++)
                     dst[j] += src[j];
             }
@@ -315,6 +464,12 @@ static void col2im(float *dx,                                      /* (nbi, xstr
     if (use_map(g, npos)) {
         conv_map map;
         tap_map(&map, g, oh0, oh1);
+#if defined(__AVX512F__)
+        if (use_regs(g, npos)) {
+            col2im_regs(dx, xstride, nbi, col, ldcol, g, &map, npos, c0, c1);
+            return;
+        }
+#endif
         for (int64_t ch = c0; ch < c1; ch++)
             for (int64_t t = 0; t < g->khw; t++) {
                 const int32_t *off = map.off + t * npos;
@@ -323,8 +478,7 @@ static void col2im(float *dx,                                      /* (nbi, xstr
                     float *dst = dx + i * xstride + ch * g->hw;
                     const float *src = col + ((ch - c0) * g->khw + t) * ldcol + i * npos;
                     for (int64_t j = 0; j < npos; j++)
-                        dst[off[j]] +=
-                            masked_load(src, (int32_t)j, keep[j]); /* padding adds +0.0 to offset 0 */
+                        dst[off[j]] += masked_load(src, (int32_t)j, keep[j]); /* pads add +0.0 at 0 */
                 }
             }
         return;
@@ -341,12 +495,14 @@ static void col2im(float *dx,                                      /* (nbi, xstr
                     if (ih < 0 || ih >= H) continue;
                     float *dst = dxc + ih * W + off + lo * c->stride_w;
                     const float *src = col + (r - c0 * g->khw) * ldcol + i * npos + (oh - oh0) * OW + lo;
-                    if (c->stride_w == 1)
+                    if (c->stride_w == 1) {
+#pragma omp simd
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += src[j];
-                    else
+                    } else {
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j * c->stride_w] += src[j];
+                    }
                 }
             }
         }
@@ -364,8 +520,12 @@ static void sgemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t M, i
 }
 
 /* Forward of unit u, output channels [o0, o1) only. */
-static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, const float *x, const float *w,
-                         const float *b, int64_t u, int64_t o0, int64_t o1, float *col, float *stage) {
+static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, /* (N, O, OH, OW) */
+                         const float *x,                                      /* (N, C, H, W) */
+                         const float *w,                                      /* (O, Cg, KH, KW) */
+                         const float *b,                                      /* (O) or NULL */
+                         int64_t u, int64_t o0, int64_t o1, float *col,       /* (K, ncol) */
+                         float *stage) /* (Og, ncol) */ {
     const lt_conv2d_dims *d = g->d;
     int64_t n0, nbi, oh0, oh1;
     unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
@@ -387,6 +547,7 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
             if (b)
                 for (int64_t o = lo; o < hi; o++) {
                     float bv = b[o], *yo = y + (o - lo) * P;
+#pragma omp simd
                     for (int64_t j = 0; j < cols; j++)
                         yo[j] += bv;
                 }
@@ -398,6 +559,7 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
                 for (int64_t i = 0; i < nbi; i++) {
                     float *yo = out + ((n0 + i) * d->o + o) * P;
                     const float *s = stage + (o - lo) * cols + i * P;
+#pragma omp simd
                     for (int64_t j = 0; j < P; j++)
                         yo[j] = s[j] + bv;
                 }
@@ -409,9 +571,13 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, co
 /* Backward of unit u for the rows [R0, R1) of col, counted over all groups (R = group*K + r): adds into
  * those columns of dw and, when dx is wanted (then R0, R1 fall on channel boundaries), those channels of dx.
  */
-static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, float *dw, const float *dout,
-                         const float *x, const float *w, int64_t u, int64_t R0, int64_t R1, float *col,
-                         float *stage) {
+static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, /* (N, C, H, W) or NULL */
+                         float *dw,                                          /* (O, Cg, KH, KW) or NULL */
+                         const float *dout,                                  /* (N, O, OH, OW) */
+                         const float *x,                                     /* (N, C, H, W) */
+                         const float *w,                                     /* (O, Cg, KH, KW) */
+                         int64_t u, int64_t R0, int64_t R1, float *col,      /* (bw_rows, ncol) */
+                         float *stage) /* (Og, ncol) */ {
     const lt_conv2d_dims *d = g->d;
     int64_t n0, nbi, oh0, oh1;
     unit_bounds(cut, d, u, &n0, &nbi, &oh0, &oh1);
@@ -429,8 +595,7 @@ static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, flo
         } else {
             for (int64_t o = 0; o < g->og; o++)
                 for (int64_t i = 0; i < nbi; i++)
-                    memcpy(stage + o * cols + i * P, dout + ((n0 + i) * d->o + gr * g->og + o) * P,
-                           (size_t)P * sizeof(float));
+                    copy_floats(stage + o * cols + i * P, dout + ((n0 + i) * d->o + gr * g->og + o) * P, P);
             dy = stage;
             lddy = cols;
         }
@@ -466,7 +631,11 @@ static void gemm_bw_unit(const conv_geom *g, const conv_cut *cut, float *dx, flo
 /* ---- direct depthwise kernels (C/groups == 1) ---- */
 
 /* out[n, o] = b[o] + sum_{kh,kw} w[o, 0, kh, kw] x[n, o / Og, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] */
-static void direct_forward(float *out, const float *x, const float *w, const float *b, const conv_geom *g) {
+static void direct_forward(float *out,     /* (N, O, OH, OW) */
+                           const float *x, /* (N, C, H, W) */
+                           const float *w, /* (O, 1, KH, KW) */
+                           const float *b, /* (O) or NULL */
+                           const conv_geom *g) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w, planes = d->n * d->o;
@@ -488,83 +657,68 @@ static void direct_forward(float *out, const float *x, const float *w, const flo
                     if (ih < 0 || ih >= d->h) continue;
                     const float *src = xc + ih * W + off + lo * c->stride_w;
                     float *dst = y + oh * OW + lo;
-                    if (c->stride_w == 1)
+                    if (c->stride_w == 1) {
+#pragma omp simd
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += wv * src[j];
-                    else
+                    } else {
                         for (int64_t j = 0; j < hi - lo; j++)
                             dst[j] += wv * src[j * c->stride_w];
+                    }
                 }
             }
     }
 }
 
-static void direct_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+static void direct_backward(float *dx,         /* (N, C, H, W) or NULL */
+                            float *dw,         /* (O, 1, KH, KW) or NULL */
+                            const float *dout, /* (N, O, OH, OW) */
+                            const float *x,    /* (N, C, H, W) */
+                            const float *w,    /* (O, 1, KH, KW) */
                             const conv_geom *g) {
     const lt_conv2d_dims *d = g->d;
     const lt_conv2d_cfg *c = &d->cfg;
     const int64_t P = g->p_out, OW = d->ow, W = d->w;
-#pragma omp parallel num_threads(g->threads)
-    {
-        /* dx[n, ch] += w[o] taps * dout[n, o] for the Og outputs o reading channel ch */
-        if (dx) {
-#pragma omp for schedule(static)
-            for (int64_t pl = 0; pl < d->n * d->c; pl++) {
-                int64_t n = pl / d->c, ch = pl % d->c;
-                float *dxc = dx + pl * g->hw;
-                for (int64_t o = ch * g->og; o < (ch + 1) * g->og; o++) {
-                    const float *dy = dout + (n * d->o + o) * P;
-                    for (int64_t kh = 0; kh < d->kh; kh++)
-                        for (int64_t kw = 0; kw < d->kw; kw++) {
-                            float wv = w[(o * d->kh + kh) * d->kw + kw];
-                            int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
-                            valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-                            for (int64_t oh = 0; oh < d->oh; oh++) {
-                                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                                if (ih < 0 || ih >= d->h) continue;
-                                float *dst = dxc + ih * W + off + lo * c->stride_w;
-                                const float *src = dy + oh * OW + lo;
-                                if (c->stride_w == 1)
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        dst[j] += wv * src[j];
-                                else
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        dst[j * c->stride_w] += wv * src[j];
-                            }
-                        }
-                }
-            }
-        }
-        /* dw[o, kh, kw] += sum over n, oh, ow of dout[n, o, oh, ow] * x[n, o / Og, ih, iw] */
-        if (dw) {
-#pragma omp for schedule(static)
-            for (int64_t o = 0; o < d->o; o++) {
+    /* a thread owns input channel ch: its dx planes and the dw of the Og outputs reading it, so each dout,
+     * x and dx plane is visited once, for every tap while it is in cache */
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+    for (int64_t ch = 0; ch < d->c; ch++)
+        for (int64_t o = ch * g->og; o < (ch + 1) * g->og; o++)
+            for (int64_t n = 0; n < d->n; n++) {
+                const float *dy = dout + (n * d->o + o) * P;   /* (OH, OW) */
+                const float *xc = x + (n * d->c + ch) * g->hw; /* (H, W) */
+                float *dxc = dx ? dx + (n * d->c + ch) * g->hw : NULL;
                 for (int64_t kh = 0; kh < d->kh; kh++)
                     for (int64_t kw = 0; kw < d->kw; kw++) {
+                        /* forward: out[oh, ow] += w[o, kh, kw] * x[ih, iw] */
+                        float wv = w[(o * d->kh + kh) * d->kw + kw], s = 0.0f, acc[16] = {0};
                         int64_t off = kw * c->dil_w - c->pad_w, lo, hi;
                         valid_cols(off, c->stride_w, W, OW, &lo, &hi);
-                        float s = 0.0f;
-                        for (int64_t n = 0; n < d->n; n++) {
-                            const float *dy = dout + (n * d->o + o) * P;
-                            const float *xc = x + (n * d->c + o / g->og) * g->hw;
-                            for (int64_t oh = 0; oh < d->oh; oh++) {
-                                int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
-                                if (ih < 0 || ih >= d->h) continue;
-                                const float *src = xc + ih * W + off + lo * c->stride_w;
-                                const float *dyr = dy + oh * OW + lo;
-                                if (c->stride_w == 1)
+                        for (int64_t oh = 0; oh < d->oh; oh++) {
+                            int64_t ih = oh * c->stride_h - c->pad_h + kh * c->dil_h;
+                            if (ih < 0 || ih >= d->h) continue;
+                            int64_t at = ih * W + off + lo * c->stride_w;
+                            const float *dyr = dy + oh * OW + lo;
+                            if (c->stride_w == 1) {
+                                if (dxc) {
+                                    float *dst = dxc + at;
+#pragma omp simd
                                     for (int64_t j = 0; j < hi - lo; j++)
-                                        s += dyr[j] * src[j];
-                                else
-                                    for (int64_t j = 0; j < hi - lo; j++)
-                                        s += dyr[j] * src[j * c->stride_w];
+                                        dst[j] += wv * dyr[j];
+                                }
+                                if (dw) dot_acc(acc, dyr, xc + at, hi - lo);
+                            } else {
+                                for (int64_t j = 0; dxc && j < hi - lo; j++)
+                                    dxc[at + j * c->stride_w] += wv * dyr[j];
+                                for (int64_t j = 0; dw && j < hi - lo; j++)
+                                    s += dyr[j] * xc[at + j * c->stride_w];
                             }
                         }
-                        dw[(o * d->kh + kh) * d->kw + kw] += s;
+                        for (int l = 0; l < 16; l++)
+                            s += acc[l];
+                        if (dw) dw[(o * d->kh + kh) * d->kw + kw] += s;
                     }
             }
-        }
-    }
 }
 
 /* ---- taps that only ever see padding ---- */
@@ -628,6 +782,8 @@ static void crop_weights(float *restrict wc, /* (O, Cg, KHc, KWc) */
 
 /* ---- entry points ---- */
 
+/* lt_conv2d_forward through im2col + GEMM, the tensors shaped as there (w possibly cropped, see conv_crop).
+ */
 static void gemm_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
                          const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
@@ -649,6 +805,7 @@ static void gemm_forward(float *out, const float *x, const float *w, const float
     }
 }
 
+/* lt_conv2d_backward's dx and dw through im2col + GEMM, shaped as there. */
 static void gemm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
@@ -714,6 +871,7 @@ void lt_conv2d_backward(float *dx, float *dw, float *db, const float *dout, cons
             for (int64_t n = 0; n < d->n; n++) {
                 const float *dy = dout + (n * d->o + o) * P;
                 float ps = 0.0f;
+#pragma omp simd reduction(+ : ps)
                 for (int64_t j = 0; j < P; j++)
                     ps += dy[j];
                 s += ps;
@@ -863,6 +1021,8 @@ lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_c
                              "conv2d: kernel of weight %s (dilation %d, %d) does not fit input %s padded by "
                              "(%d, %d)",
                              ws, cfg.dil_h, cfg.dil_w, xs, cfg.pad_h, cfg.pad_w);
+    if (x->shape[2] * x->shape[3] > INT32_MAX || oh * ow > INT32_MAX)
+        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: planes of input %s exceed 2^31 pixels", xs);
     int64_t shape[4] = {x->shape[0], O, oh, ow};
     lt_tensor *out = lt_graph_new_tensor(g, shape, 4);
     lt_tensor *ins[3] = {x, w, b};
