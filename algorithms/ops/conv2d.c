@@ -30,7 +30,6 @@
 #include <immintrin.h>
 #endif
 #include <omp.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Forward GEMMs narrower than this many columns run below sgemm's peak; small images are batched up to
