@@ -188,7 +188,8 @@ static lt_status job_from_json(const cJSON *root, lt_msg_job *out, lt_err *err) 
     memset(out, 0, sizeof *out);
     if ((st = check_schema(root, what, err)) != LT_OK) return st;
     if ((st = get_str(root, what, "type", 1, 1, &type, err)) != LT_OK) return st;
-    if (strcmp(type, "training") != 0)
+    /* "noop": the dispatch benchmark's jobs (a scheduler started with --allow-noop sends them) */
+    if (strcmp(type, "training") != 0 && strcmp(type, "noop") != 0)
         return lt_errorf(err, LT_ERR_FORMAT,
                          "job: field \"type\" is \"%.64s\"; this worker runs \"training\" jobs only", type);
     if ((st = get_str(root, what, "id", 1, 1, &id, err)) != LT_OK) return st;
