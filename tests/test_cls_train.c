@@ -2,6 +2,7 @@
  * checkpoints, an interrupted run resumed to the same weights bit for bit, metrics, evaluation, prediction
  * and the data set checks. */
 #include "check.h"
+#include "fixtures.h"
 #include "io/fsutil.h"
 #include "tasks/cls_model.h"
 #include "tasks/cls_train.h"
@@ -16,18 +17,7 @@ static const char *labels[3] = {"blue", "green", "red"};
 
 /* A 20x20 image whose dominant channel is the class, with noise, so a few steps can learn it. */
 static void write_png(const char *path, int cls, unsigned seed) {
-    uint8_t px[20 * 20 * 3];
-    for (int i = 0; i < 20 * 20; i++) {
-        seed = seed * 1103515245u + 12345u;
-        for (int c = 0; c < 3; c++) px[i * 3 + c] = (uint8_t)((seed >> (8 + 4 * c)) & 63);
-        px[i * 3 + (2 - cls)] = (uint8_t)(160 + ((seed >> 20) & 63)); /* blue=2, green=1, red=0 */
-    }
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = img.height = 20;
-    img.format = PNG_FORMAT_RGB;
-    png_image_write_to_file(&img, path, 0, px, 0, NULL);
+    fixture_class_png(path, 20, cls, seed);
 }
 
 static void make_split(const char *root, const char *split, int per_class, unsigned seed) {

@@ -5,6 +5,7 @@
  * a shutdown mid-job leaves it uncommitted with its checkpoint in storage, and the next worker resumes it. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "fixtures.h"
 #include "io/fsutil.h"
 #include "messaging/kafka.h"
 #include "messaging/messages.h"
@@ -23,19 +24,7 @@ static const char *labels[3] = {"blue", "green", "red"};
 
 /* A 16x16 image whose dominant channel is the class. */
 static void write_png(const char *path, int cls, unsigned seed) {
-    uint8_t px[16 * 16 * 3];
-    for (int i = 0; i < 16 * 16; i++) {
-        seed = seed * 1103515245u + 12345u;
-        for (int c = 0; c < 3; c++)
-            px[i * 3 + c] = (uint8_t)((seed >> (8 + 4 * c)) & 63);
-        px[i * 3 + (2 - cls)] = (uint8_t)(160 + ((seed >> 20) & 63));
-    }
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = img.height = 16;
-    img.format = PNG_FORMAT_RGB;
-    png_image_write_to_file(&img, path, 0, px, 0, NULL);
+    fixture_class_png(path, 16, cls, seed);
 }
 
 static void make_split(const char *root, const char *split, int per_class, unsigned seed) {
