@@ -13,16 +13,12 @@
 #include <string.h>
 
 static void put(lt_tensor *t, golden_file *gf, const char *name) {
-    golden_tensor *gt = golden_get(gf, name);
-    CHECK_MSG(gt && gt->numel == t->numel, "golden %s does not fit its tensor", name);
-    if (gt && gt->numel == t->numel) memcpy(t->data, gt->data, (size_t)t->numel * sizeof(float));
+    golden_put(gf, name, t->data, t->numel);
 }
 
 static void expect(const char *what, const float *got, golden_file *gf, const char *name, int64_t n,
                    double tol) {
-    golden_tensor *gt = golden_get(gf, name);
-    CHECK_MSG(gt && gt->numel == n, "golden %s: %lld values expected", name, (long long)n);
-    if (gt && gt->numel == n) CHECK_CLOSE(what, got, gt->data, n, tol, tol);
+    golden_expect(gf, what, name, got, n, tol, tol);
 }
 
 static golden_tensor *gget(golden_file *gf, const char *prefix, const char *suffix, int quiet) {

@@ -1,5 +1,7 @@
 #include "golden.h"
 
+#include "check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,4 +76,20 @@ void golden_free(golden_file *f) {
     free(f->t);
     f->t = NULL;
     f->n = 0;
+}
+
+int golden_put(golden_file *f, const char *name, float *dst, int64_t n) {
+    golden_tensor *t = golden_get(f, name);
+    int ok = t && t->numel == n;
+    CHECK_MSG(ok, "golden %s missing or of the wrong size (%lld values here)", name, (long long)n);
+    if (ok) memcpy(dst, t->data, (size_t)n * sizeof(float));
+    return ok;
+}
+
+int golden_expect(golden_file *f, const char *what, const char *name, const float *got, int64_t n, double atol,
+                  double rtol) {
+    golden_tensor *t = golden_get(f, name);
+    int ok = t && t->numel == n;
+    CHECK_MSG(ok, "golden %s missing or of the wrong size (%lld values here)", name, (long long)n);
+    return ok && check_close_array(what ? what : name, got, t->data, n, atol, rtol, __FILE__, __LINE__);
 }

@@ -27,4 +27,12 @@ int golden_load(golden_file *f, const char *file);
 golden_tensor *golden_get(golden_file *f, const char *name);
 void golden_free(golden_file *f);
 
+/* Copies tensor `name` into dst (n floats). A missing tensor or one of another size is a test failure
+ * (check.h), and dst is then left as it was. Returns 1 on success. */
+int golden_put(golden_file *f, const char *name, float *dst, int64_t n);
+/* Compares n floats with tensor `name` (|got - want| <= atol + rtol |want|), reporting failures under
+ * `what` (NULL: the name). A missing tensor or another size is a failure. Returns 1 when all are close. */
+int golden_expect(golden_file *f, const char *what, const char *name, const float *got, int64_t n, double atol,
+                  double rtol);
+
 #endif
