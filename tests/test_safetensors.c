@@ -183,8 +183,8 @@ static void test_reference_bytes(void) {
         const uint8_t *want;
         size_t want_len;
     } cases[] = {
-        {"attn.0", {"attn.0", vals, s123, 3}, 1, 0, attn_dot0, sizeof attn_dot0},
-        {"attn0", {"attn0", vals, s1123, 4}, 1, 0, attn0, sizeof attn0},
+        {"attn.0", {"attn.0", vals, s123, 3, NULL}, 1, 0, attn_dot0, sizeof attn_dot0},
+        {"attn0", {"attn0", vals, s1123, 4, NULL}, 1, 0, attn0, sizeof attn0},
         {"empty", {0}, 0, 0, empty, sizeof empty},
         {"empty+metadata", {0}, 0, 1, empty_meta, sizeof empty_meta},
     };
@@ -223,7 +223,7 @@ static void test_python_layout(void) {
     for (int k = 0; k < 5; k++) {
         for (int i = 0; i < 6; i++)
             vals[k][i] = (float)(i * 3 % 7) - 2.5f + (float)k;
-        t[k] = (lt_st_tensor_ref){names[k], vals[k], shapes[k], ndims[k]};
+        t[k] = (lt_st_tensor_ref){names[k], vals[k], shapes[k], ndims[k], NULL};
     }
     static const char *const meta[2] = {"format", "pt"};
     lt_err err = {{0}};
@@ -781,25 +781,25 @@ static void test_write_errors(void) {
     static const int64_t s2[1] = {2}, sneg[1] = {-1};
     lt_err err = {{0}};
     const char *path = tmp_path("w.safetensors");
-    lt_st_tensor_ref dup[2] = {{"x", v, s2, 1}, {"x", v + 2, s2, 1}};
+    lt_st_tensor_ref dup[2] = {{"x", v, s2, 1, NULL}, {"x", v + 2, s2, 1, NULL}};
     CHECK(lt_st_write(path, dup, 2, NULL, 0, &err) == LT_ERR_ARG && strstr(err.msg, "'x' given twice"));
-    lt_st_tensor_ref meta_name = {"__metadata__", v, s2, 1};
+    lt_st_tensor_ref meta_name = {"__metadata__", v, s2, 1, NULL};
     CHECK(lt_st_write(path, &meta_name, 1, NULL, 0, &err) == LT_ERR_ARG);
-    lt_st_tensor_ref null_data = {"y", NULL, s2, 1};
+    lt_st_tensor_ref null_data = {"y", NULL, s2, 1, NULL};
     CHECK(lt_st_write(path, &null_data, 1, NULL, 0, &err) == LT_ERR_ARG && strstr(err.msg, "'y'"));
-    lt_st_tensor_ref neg = {"z", v, sneg, 1};
+    lt_st_tensor_ref neg = {"z", v, sneg, 1, NULL};
     CHECK(lt_st_write(path, &neg, 1, NULL, 0, &err) == LT_ERR_ARG && strstr(err.msg, "'z'"));
-    lt_st_tensor_ref bad_utf8 = {"\xff", v, s2, 1};
+    lt_st_tensor_ref bad_utf8 = {"\xff", v, s2, 1, NULL};
     CHECK(lt_st_write(path, &bad_utf8, 1, NULL, 0, &err) == LT_ERR_ARG);
     static const char *const dup_meta[4] = {"k", "a", "k", "b"};
-    lt_st_tensor_ref ok = {"ok", v, s2, 1};
+    lt_st_tensor_ref ok = {"ok", v, s2, 1, NULL};
     CHECK(lt_st_write(path, &ok, 1, dup_meta, 2, &err) == LT_ERR_ARG && strstr(err.msg, "'k' given twice"));
     CHECK(access(path, F_OK) != 0); /* nothing written by the failures */
     /* an unwritable place: error naming the temporary file, nothing left behind */
     const char *nodir = tmp_path("no/such/dir/w.safetensors");
     CHECK(lt_st_write(nodir, &ok, 1, NULL, 0, &err) == LT_ERR_IO && strstr(err.msg, "w.safetensors.tmp"));
     /* an existing file is replaced whole; the caller's order is kept in memory, sorted in the file */
-    lt_st_tensor_ref two[2] = {{"zz", v, s2, 1}, {"aa", v + 2, s2, 1}};
+    lt_st_tensor_ref two[2] = {{"zz", v, s2, 1, NULL}, {"aa", v + 2, s2, 1, NULL}};
     CHECK(lt_st_write(path, &ok, 1, NULL, 0, &err) == LT_OK);
     CHECK(lt_st_write(path, two, 2, NULL, 0, &err) == LT_OK && strcmp(two[0].name, "zz") == 0);
     lt_st_file *f = NULL;
@@ -826,6 +826,47 @@ static void remove_tmpdir(void) {
     rmdir(tmpdir);
 }
 
+/* Every running_var gets PyTorch's I64 num_batches_tracked beside it (transformers lists them as missing
+ * otherwise); they are not written without buffers, and the file loads back with nothing unexpected. */
+static void test_num_batches_tracked(void) {
+    static const int64_t s_c[1] = {3};
+    lt_params a;
+    lt_params_init(&a);
+    lt_err err = {{0}};
+    const char *names[4] = {"x.bn.weight", "x.bn.running_mean", "x.bn.running_var", "y.norm.running_var"};
+    for (int i = 0; i < 4; i++)
+        CHECK(lt_params_add(&a, names[i], s_c, 1, i ? LT_PARAM_BUFFER : LT_PARAM_TRAINABLE, &err));
+    CHECK(lt_params_alloc(&a, &err) == LT_OK);
+    a.batches_tracked = 1234567;
+    const char *path = tmp_path("nbt.safetensors");
+    CHECK_MSG(lt_params_save_safetensors(&a, path, 1, &err) == LT_OK, "%s", err.msg);
+    lt_st_file *f = NULL;
+    CHECK(lt_st_open(path, &f, &err) == LT_OK);
+    if (f) {
+        CHECK(lt_st_count(f) == 6);
+        const char *nbt[2] = {"x.bn.num_batches_tracked", "y.norm.num_batches_tracked"};
+        for (int i = 0; i < 2; i++) {
+            const lt_st_entry *e = lt_st_find(f, nbt[i]);
+            CHECK_MSG(e && e->dtype == LT_ST_I64 && e->ndim == 0 && e->numel == 1, "%s", nbt[i]);
+            int64_t v = 0;
+            if (e) memcpy(&v, lt_st_entry_bytes(f, e), sizeof v);
+            CHECK_MSG(v == 1234567, "%s = %lld", nbt[i], (long long)v);
+        }
+        lt_st_close(f);
+    }
+    lt_load_report rep = {0};
+    CHECK_MSG(lt_params_load_safetensors(&a, path, &rep, &err) == LT_OK, "%s", err.msg);
+    CHECK(rep.n_loaded == 4 && rep.n_missing == 0 && rep.n_unexpected == 0);
+    lt_load_report_free(&rep);
+    CHECK(lt_params_save_safetensors(&a, path, 0, &err) == LT_OK);
+    CHECK(lt_st_open(path, &f, &err) == LT_OK);
+    if (f) {
+        CHECK(lt_st_count(f) == 1 && lt_st_find(f, "x.bn.num_batches_tracked") == NULL);
+        lt_st_close(f);
+    }
+    lt_params_free(&a);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/lathe_st_XXXXXX", base && base[0] ? base : "/tmp");
@@ -845,6 +886,7 @@ int main(void) {
     test_fuzz_corpus();
     test_load_report();
     test_write_errors();
+    test_num_batches_tracked();
     remove_tmpdir();
     return check_summary("test_safetensors");
 }

@@ -28,6 +28,7 @@ typedef struct {
     float *m, *v;           /* (n_trainable_numel) AdamW first and second moments */
     int64_t numel;          /* all tensors */
     int64_t trainable_numel;
+    int64_t batches_tracked; /* training batches the batch norms have seen: PyTorch's num_batches_tracked */
     int allocated;
 } lt_params;
 

@@ -10,20 +10,51 @@
 
 #define SHAPE_STR_MAX 160
 
+static int ends_with(const char *s, const char *suffix);
+
+/* PyTorch's batch norms carry an I64 num_batches_tracked next to running_var; a file without them loads, but
+ * transformers lists every one as missing, so they are written for each running_var. */
+static int count_bn(const lt_params *p) {
+    int n = 0;
+    for (int i = 0; i < p->n; i++)
+        n += ends_with(p->tensors[i]->name, ".running_var");
+    return n;
+}
+
 lt_status lt_params_save_safetensors(const lt_params *p, const char *path, int include_buffers, lt_err *err) {
     if (!p || !path) return lt_errorf(err, LT_ERR_ARG, "lt_params_save_safetensors: missing store or path");
     if (!p->allocated) return lt_errorf(err, LT_ERR_STATE, "%s: the parameter store is not allocated", path);
-    lt_st_tensor_ref *refs = calloc((size_t)p->n + 1, sizeof *refs);
-    if (!refs) return lt_errorf(err, LT_ERR_NOMEM, "%s: out of memory", path);
-    int n = 0;
+    int n_bn = include_buffers ? count_bn(p) : 0;
+    lt_st_tensor_ref *refs = calloc((size_t)(p->n + n_bn) + 1, sizeof *refs);
+    char **bn_names = calloc((size_t)n_bn + 1, sizeof *bn_names);
+    lt_status st = LT_OK;
+    if (!refs || !bn_names) {
+        st = lt_errorf(err, LT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    int n = 0, k = 0;
     for (int i = 0; i < p->n; i++) {
         const lt_tensor *t = p->tensors[i];
         if (t->is_buffer && !include_buffers) continue;
-        refs[n++] = (lt_st_tensor_ref){t->name, t->data, t->shape, t->ndim};
+        refs[n++] = (lt_st_tensor_ref){t->name, t->data, t->shape, t->ndim, NULL};
+        if (include_buffers && ends_with(t->name, ".running_var")) {
+            size_t stem = strlen(t->name) - strlen(".running_var");
+            if (!(bn_names[k] = malloc(stem + sizeof ".num_batches_tracked"))) {
+                st = lt_errorf(err, LT_ERR_NOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            memcpy(bn_names[k], t->name, stem);
+            strcpy(bn_names[k] + stem, ".num_batches_tracked");
+            refs[n++] = (lt_st_tensor_ref){bn_names[k++], NULL, NULL, 0, &p->batches_tracked};
+        }
     }
     /* transformers refuses safetensors files whose metadata lacks format "pt" (or "tf", "flax") */
     static const char *const meta[2] = {"format", "pt"};
-    lt_status st = lt_st_write(path, refs, n, meta, 1, err);
+    st = lt_st_write(path, refs, n, meta, 1, err);
+done:
+    for (int i = 0; i < n_bn && bn_names; i++)
+        free(bn_names[i]);
+    free(bn_names);
     free(refs);
     return st;
 }

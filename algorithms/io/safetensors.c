@@ -734,11 +734,12 @@ static lt_status check_write_args(const char *path, const lt_st_tensor_ref *tens
                              "%s: tensor %d has no name, a name that is not UTF-8, or '__metadata__'", path,
                              i);
         int64_t numel = t->ndim >= 0 && (t->shape || t->ndim == 0) ? lt_shape_numel(t->shape, t->ndim) : -1;
-        if (numel < 0 || __builtin_mul_overflow(numel, (int64_t)sizeof(float), &items[i].nbytes))
+        int64_t esize = t->i64 ? (int64_t)sizeof(int64_t) : (int64_t)sizeof(float);
+        if (numel < 0 || __builtin_mul_overflow(numel, esize, &items[i].nbytes))
             return lt_errorf(err, LT_ERR_ARG,
                              "%s: tensor " NAME_FMT ": bad shape (negative, or size overflows)", path,
                              t->name);
-        if (numel > 0 && !t->data)
+        if (numel > 0 && !t->data && !t->i64)
             return lt_errorf(err, LT_ERR_ARG, "%s: tensor " NAME_FMT ": data is NULL", path, t->name);
         items[i].t = t;
     }
@@ -785,7 +786,7 @@ static void build_header(strbuf *b, const write_item *items, int n, const char *
         const lt_st_tensor_ref *t = items[i].t;
         if (i || n_meta > 0) sb_str(b, ",");
         sb_json_str(b, t->name);
-        sb_str(b, ":{\"dtype\":\"F32\",\"shape\":[");
+        sb_str(b, t->i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             if (d) sb_str(b, ",");
             sb_int(b, t->shape[d]);
@@ -849,7 +850,8 @@ lt_status lt_st_write(const char *path, const lt_st_tensor_ref *tensors, int n, 
     int ok = fwrite(&hlen, 8, 1, fp) == 1 && fwrite(hdr.p, 1, hdr.len, fp) == hdr.len;
     for (int i = 0; i < n && ok; i++)
         if (items[i].nbytes)
-            ok = fwrite(items[i].t->data, 1, (size_t)items[i].nbytes, fp) == (size_t)items[i].nbytes;
+            ok = fwrite(items[i].t->i64 ? (const void *)items[i].t->i64 : (const void *)items[i].t->data, 1,
+                        (size_t)items[i].nbytes, fp) == (size_t)items[i].nbytes;
     ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
     int saved_errno = errno;
     if (fclose(fp) != 0 && ok) {

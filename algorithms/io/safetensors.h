@@ -98,15 +98,17 @@ const char *lt_st_metadata_get(const lt_st_file *f, const char *key);
  * below 2^24, e.g. BatchNorm's I64 num_batches_tracked). F8_E5M2/F8_E4M3 give LT_ERR_FORMAT. */
 lt_status lt_st_read_f32(const lt_st_file *f, const lt_st_entry *e, float *dst, int64_t n, lt_err *err);
 
-/* A float32 tensor to write. */
+/* A tensor to write: float32 from data, or int64 from i64 when that is set (PyTorch's batch-norm
+ * num_batches_tracked buffers are I64 scalars, and transformers reports them missing when they are absent). */
 typedef struct {
     const char *name;     /* UTF-8, unique, not "__metadata__" */
-    const float *data;    /* (numel) may be NULL only when numel is 0 */
+    const float *data;    /* (numel) may be NULL only when numel is 0 or i64 is set */
     const int64_t *shape; /* (ndim) non-negative */
     int ndim;             /* 0 for a scalar */
+    const int64_t *i64;   /* (numel) when non-NULL, the tensor is written as I64 from these values */
 } lt_st_tensor_ref;
 
-/* Writes n tensors as F32 to path atomically: the bytes go to "<path>.tmp", which is flushed, fsync'd and
+/* Writes n tensors (F32, or I64 where i64 is set) to path atomically: the bytes go to "<path>.tmp", which is flushed, fsync'd and
  * renamed over path, so a reader sees the old file or the new one, never half of one. meta_kv holds
  * n_meta key/value pairs (meta_kv[2i] = key, meta_kv[2i+1] = value; transformers expects
  * {"format": "pt"}); n_meta 0 writes no __metadata__. Tensors are written sorted by name, as the

@@ -249,6 +249,7 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
             state = trainer_state(step, ep, total, o, log.history);
             free(ckpt);
             ckpt = NULL;
+            m.params.batches_tracked = step;
             if ((st = lt_checkpoint_save(o->output, &m.params, &opt, state, &ckpt, err)) != LT_OK) break;
             cJSON *ev = cJSON_CreateObject();
             cJSON_AddNumberToObject(ev, "step", (double)step);
@@ -282,6 +283,7 @@ lt_status lt_cls_train(const lt_cls_train_opts *o, cJSON **metrics_out, lt_err *
             if (st != LT_OK) goto done;
         }
     }
+    m.params.batches_tracked = step;
     if ((st = lt_cls_model_save(&m, o->output, &o->hp, err)) != LT_OK) goto done;
     char *path = lt_path_join(o->output, "metrics.json");
     st = lt_json_write_file(path, metrics, err);

@@ -178,7 +178,7 @@ static lt_status save_optimizer(const char *path, const lt_params *p, lt_err *er
                 st = lt_errorf(err, LT_ERR_NOMEM, "out of memory");
                 break;
             }
-            refs[k] = (lt_st_tensor_ref){names[k], (which ? p->v : p->m) + off, t->shape, t->ndim};
+            refs[k] = (lt_st_tensor_ref){names[k], (which ? p->v : p->m) + off, t->shape, t->ndim, NULL};
             k++;
         }
     }
