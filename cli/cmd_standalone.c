@@ -1,9 +1,11 @@
 /* cmd_standalone.c - `lathe standalone`: the whole job system in one process. An in-process Kafka
- * (librdkafka's mock cluster), the scheduler's HTTP API and K worker threads, with storage in a local
+ * (librdkafka's mock cluster), the scheduler's HTTP API, K worker threads and (by default) one inference
+ * worker thread serving the endpoints' real-time requests, with storage in a local
  * folder. Job records are mirrored into the folder too, so a restart keeps the history and publishes the
  * unfinished jobs again (they resume from their checkpoints). */
 #define _GNU_SOURCE
 #include "commands.h"
+#include "inference/kafka_server.h"
 #include "io/fsutil.h"
 #include "messaging/mock.h"
 #include "messaging/options.h"
@@ -25,6 +27,8 @@ static const lt_opt_spec specs[] = {
     {"bind", "LATHE_BIND", "ADDR", "127.0.0.1", "address to listen on (0.0.0.0 to serve other machines)"},
     {"workers", "LATHE_WORKERS", "K", "1", "worker threads (one job each at a time)"},
     {"partitions", NULL, "N", "8", "partitions of the jobs and events topics"},
+    {"inference-workers", "LATHE_INFERENCE_WORKERS", "K", "1",
+     "in-process inference workers serving the endpoint topics (0: none)"},
     {"api-token", "LATHE_API_TOKEN", "TOKEN", NULL,
      "demand 'Authorization: Bearer TOKEN' on /v1/trainings (prefer the variable: flags show in ps)"},
     {"checkpoint-steps", "LATHE_CHECKPOINT_STEPS", "N", "0",
@@ -62,6 +66,23 @@ static void add_prop(lt_kafka_config *c, const char *name, const char *value) {
     c->n_props++;
 }
 
+/* An in-process inference worker (inference/kafka_server.h) serving the endpoints' real-time requests. */
+typedef struct {
+    lt_kserve_opts o;
+    char id[64], cache[PATH_MAX];
+    lt_kserve *k;
+    pthread_t thread;
+    int started;
+} kserve_slot;
+
+static void *kserve_main(void *arg) {
+    kserve_slot *w = arg;
+    lt_err err = {{0}};
+    if (lt_kserve_run(w->k, &err) != LT_OK)
+        fprintf(stderr, "lathe standalone: inference worker %s stopped: %s\n", w->id, err.msg);
+    return NULL;
+}
+
 static void *worker_main(void *arg) {
     worker_slot *w = arg;
     w->st = lt_worker_run(&w->o, &w->err);
@@ -79,9 +100,10 @@ int cmd_standalone(int argc, char **argv) {
         lt_opts_free(&o);
         return 0;
     }
-    int64_t port = 8080, workers = 1, partitions = 8, ckpt = 0;
+    int64_t port = 8080, workers = 1, partitions = 8, ckpt = 0, kworkers = 1;
     if (lt_opts_int(&o, "port", 0, 65535, &port, &err) != LT_OK ||
         lt_opts_int(&o, "workers", 1, 256, &workers, &err) != LT_OK ||
+        lt_opts_int(&o, "inference-workers", 0, 64, &kworkers, &err) != LT_OK ||
         lt_opts_int(&o, "partitions", 1, 1000, &partitions, &err) != LT_OK ||
         lt_opts_int(&o, "checkpoint-steps", 0, INT64_MAX, &ckpt, &err) != LT_OK) {
         lt_opts_free(&o);
@@ -111,13 +133,14 @@ int cmd_standalone(int argc, char **argv) {
     int rc = 0;
     volatile sig_atomic_t stop = 0;
     worker_slot *slots = calloc((size_t)workers, sizeof *slots);
+    kserve_slot *kslots = calloc((size_t)kworkers + 1, sizeof *kslots);
     lt_kafka_config kc;
     lt_kafka_config_init(&kc, NULL);
     kc.jobs_partitions = (int)partitions;
-    lt_kafka_mock *mock = slots ? lt_kafka_mock_new(1, &kc, &err) : NULL;
+    lt_kafka_mock *mock = slots && kslots ? lt_kafka_mock_new(1, &kc, &err) : NULL;
     lt_scheduler *s = NULL;
     if (!mock) {
-        rc = cli_fail("standalone", slots ? err.msg : "out of memory");
+        rc = cli_fail("standalone", slots && kslots ? err.msg : "out of memory");
         goto out;
     }
     if (lt_kafka_config_set(&kc, lt_kafka_mock_bootstraps(mock), NULL, &err) != LT_OK) {
@@ -160,6 +183,31 @@ int cmd_standalone(int argc, char **argv) {
         }
         w->started = 1;
     }
+    for (int64_t i = 0; i < kworkers; i++) {
+        kserve_slot *w = &kslots[i];
+        lt_kserve_opts_init(&w->o);
+        w->o.kafka = kc;
+        add_prop(&w->o.kafka, "session.timeout.ms", "10000");
+        add_prop(&w->o.kafka, "heartbeat.interval.ms", "1000");
+        snprintf(w->id, sizeof w->id, "standalone-inference-%lld", (long long)i + 1);
+        snprintf(w->cache, sizeof w->cache, "%.*s/.lathe/models", PATH_MAX - 96, dir);
+        w->o.worker_id = w->id;
+        w->o.storage = dir;
+        w->o.cache_dir = w->cache;
+        w->o.fetch_wait_ms = 1; /* the mock cluster does not cut a fetch's wait short when data arrives */
+        w->o.metadata_refresh_ms = 500;
+        w->o.quiet = quiet;
+        w->o.stop = &stop;
+        if (lt_kserve_new(&w->k, &w->o, &err) != LT_OK) {
+            rc = cli_fail("standalone", err.msg);
+            goto out;
+        }
+        if (pthread_create(&w->thread, NULL, kserve_main, w)) {
+            rc = cli_fail("standalone", "cannot start an inference worker thread");
+            goto out;
+        }
+        w->started = 1;
+    }
     printf("http://%s:%d\n", strcmp(so.bind, "0.0.0.0") ? so.bind : "127.0.0.1", lt_scheduler_port(s));
     fflush(stdout);
     if (!quiet)
@@ -173,9 +221,14 @@ out:
     stop = 1;
     for (int64_t i = 0; slots && i < workers; i++)
         if (slots[i].started) pthread_join(slots[i].thread, NULL);
+    for (int64_t i = 0; kslots && i < kworkers; i++) {
+        if (kslots[i].started) pthread_join(kslots[i].thread, NULL);
+        lt_kserve_free(kslots[i].k);
+    }
     lt_scheduler_stop(s);
     lt_kafka_mock_destroy(mock);
     free(slots);
+    free(kslots);
     lt_opts_free(&o);
     return rc;
 }

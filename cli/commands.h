@@ -16,6 +16,7 @@ int cmd_status(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_inference_worker(int argc, char **argv);
 
 /* Prints "lathe <cmd>: <msg>" and returns 1 (or 2 for usage errors via cli_usage_error). */
 int cli_fail(const char *cmd, const char *msg);

@@ -26,6 +26,8 @@ static const command commands[] = {
     {"list", cmd_list, "list trainings (--state S)"},
     {"cancel", cmd_cancel, "cancel a training"},
     {"serve", cmd_serve, "serve a model over HTTP (POST /inference, the guide's request and response)"},
+    {"inference-worker", cmd_inference_worker,
+     "serve real-time inference requests from Kafka (endpoint topics)"},
 };
 
 static void usage(FILE *f) {
@@ -38,7 +40,8 @@ static void usage(FILE *f) {
 int cli_fail(const char *cmd, const char *msg) {
     /* one line: fold the multi-line data set reports onto it */
     fprintf(stderr, "lathe %s: ", cmd);
-    for (const char *p = msg; *p; p++) fputc(*p == '\n' ? ' ' : *p, stderr);
+    for (const char *p = msg; *p; p++)
+        fputc(*p == '\n' ? ' ' : *p, stderr);
     fputc('\n', stderr);
     return 1;
 }

@@ -136,6 +136,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 
 lt_kafka_producer *lt_kafka_producer_new(const lt_kafka_config *c, const char *client_id,
                                          int message_timeout_ms, lt_err *err) {
+    return lt_kafka_producer_new_linger(c, client_id, message_timeout_ms, 5, err);
+}
+
+lt_kafka_producer *lt_kafka_producer_new_linger(const lt_kafka_config *c, const char *client_id,
+                                                int message_timeout_ms, int linger_ms, lt_err *err) {
     lt_kafka_producer *p = calloc(1, sizeof *p);
     if (!p) {
         lt_errorf(err, LT_ERR_NOMEM, "out of memory");
@@ -144,12 +149,13 @@ lt_kafka_producer *lt_kafka_producer_new(const lt_kafka_config *c, const char *c
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     rd_kafka_conf_t *conf = lt_kafka_conf_new(c, client_id, err);
-    char tmo[32], why[512];
+    char tmo[32], why[512], linger[32];
     snprintf(tmo, sizeof tmo, "%d", message_timeout_ms > 0 ? message_timeout_ms : 120000);
+    snprintf(linger, sizeof linger, "%d", linger_ms > 0 ? linger_ms : 0);
     if (!conf || lt_kafka_conf_set(conf, "enable.idempotence", "true", err) != LT_OK ||
         lt_kafka_conf_set(conf, "acks", "all", err) != LT_OK ||
         lt_kafka_conf_set(conf, "message.timeout.ms", tmo, err) != LT_OK ||
-        lt_kafka_conf_set(conf, "linger.ms", "5", err) != LT_OK)
+        lt_kafka_conf_set(conf, "linger.ms", linger, err) != LT_OK)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, p);

@@ -77,6 +77,10 @@ typedef struct lt_kafka_producer lt_kafka_producer;
 /* message_timeout_ms: how long librdkafka retries one message before reporting it failed (0: 120000). */
 lt_kafka_producer *lt_kafka_producer_new(const lt_kafka_config *c, const char *client_id,
                                          int message_timeout_ms, lt_err *err);
+/* The same with linger.ms = linger_ms (lt_kafka_producer_new batches events for 5 ms; real-time replies
+ * want 0). */
+lt_kafka_producer *lt_kafka_producer_new_linger(const lt_kafka_config *c, const char *client_id,
+                                                int message_timeout_ms, int linger_ms, lt_err *err);
 /* Flushes (up to 10 s, logging what could not be delivered) and frees. NULL is a no-op. */
 void lt_kafka_producer_destroy(lt_kafka_producer *p);
 rd_kafka_t *lt_kafka_producer_handle(lt_kafka_producer *p);

@@ -16,6 +16,9 @@ typedef enum {
     LT_ERR_FORMAT,  /* malformed data: a corrupt image, bad JSON, a bad safetensors header */
     LT_ERR_STATE,   /* a call made in the wrong order (e.g. running a graph before planning it) */
     LT_ERR_CANCELLED, /* the caller asked the work to stop */
+    LT_ERR_NOT_FOUND,   /* a named thing (model directory, endpoint) does not exist */
+    LT_ERR_TIMEOUT,     /* no answer within the time allowed (e.g. no inference worker replied) */
+    LT_ERR_UNAVAILABLE, /* a service the call needs is unreachable or overloaded (e.g. Kafka down) */
     LT_ERR_COUNT
 } lt_status;
 
