@@ -29,6 +29,10 @@ typedef struct {
                                  standalone, whose Kafka lives in memory); NULL = none */
     int republish_unfinished; /* after loading, publish QUEUED and RUNNING jobs again (their messages died
                                  with the in-memory cluster); only with state_dir */
+    const char *registry_dir; /* also mirror models and endpoints to this folder and load them at start
+                                 (standalone, as state_dir); NULL = none */
+    int inference_timeout_ms; /* a real-time inference request's wait for its reply (0: 10000) */
+    int load_timeout_ms;      /* a stage's wait for a worker to load its model (0: 120000) */
 } lt_scheduler_opts;
 
 typedef struct lt_scheduler lt_scheduler;

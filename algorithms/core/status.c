@@ -13,6 +13,7 @@ const char *lt_status_str(lt_status s) {
     case LT_ERR_FORMAT: return "malformed data";
     case LT_ERR_STATE: return "invalid state";
     case LT_ERR_CANCELLED: return "cancelled";
+    case LT_ERR_TIMEOUT: return "timed out";
     case LT_ERR_COUNT: break;
     }
     return "unknown status";

@@ -16,6 +16,7 @@ typedef enum {
     LT_ERR_FORMAT,  /* malformed data: a corrupt image, bad JSON, a bad safetensors header */
     LT_ERR_STATE,   /* a call made in the wrong order (e.g. running a graph before planning it) */
     LT_ERR_CANCELLED, /* the caller asked the work to stop */
+    LT_ERR_TIMEOUT,   /* no answer in the time allowed (e.g. no worker replied to an inference request) */
     LT_ERR_COUNT
 } lt_status;
 
