@@ -15,6 +15,8 @@ int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_endpoints(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 /* Prints "lathe <cmd>: <msg>" and returns 1 (or 2 for usage errors via cli_usage_error). */

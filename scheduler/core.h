@@ -63,15 +63,17 @@ typedef struct {
 struct lt_registry; /* registry.h */
 
 typedef struct {
-    lt_table *table;              /* owned */
-    struct lt_registry *registry; /* models and endpoints (borrowed); NULL: those routes answer 404 */
-    lt_sched_bus bus;             /* borrowed context */
-    lt_submit_opts submit;        /* storage_root and storage_opts borrowed */
-    char *api_token;              /* owned; NULL or "" = no auth */
-    size_t list_limit;  /* most records GET /v1/trainings returns (default 100, ?limit= up to 1000) */
-    atomic_int ready;   /* 1 once the state has been rebuilt (health says "starting" before) */
-    int64_t started_ms; /* wall clock at create, for uptime */
+    lt_table *table;       /* owned */
+    lt_sched_bus bus;      /* borrowed context */
+    lt_submit_opts submit; /* storage_root and storage_opts borrowed */
+    char *api_token;       /* owned; NULL or "" = no auth */
+    size_t list_limit;     /* most records GET /v1/trainings returns (default 100, ?limit= up to 1000) */
+    atomic_int ready;      /* 1 once the state has been rebuilt (health says "starting" before) */
+    int64_t started_ms;    /* wall clock at create, for uptime */
     lt_sched_metrics m;
+
+    /* models and endpoints (registry.h, borrowed); NULL: those routes answer 404 */
+    struct lt_registry *registry;
 } lt_sched;
 
 /* Fills s; api_token is copied. LT_ERR_NOMEM. Free with lt_sched_free (safe on a zeroed or failed s). */

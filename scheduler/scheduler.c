@@ -31,14 +31,16 @@ struct lt_scheduler {
     lt_sched_producer *prod; /* state records, jobs, cancels */
     lt_kafka_producer *dlq;  /* dead letters (messaging/kafka.h formats them) */
     lt_http *http;
-    lt_mirror *mirror;          /* NULL unless state_dir */
-    lt_mirror *registry_mirror; /* NULL unless registry_dir */
-    lt_gateway *gateway;        /* real-time inference (gateway.h) */
-    lt_registry *registry;      /* models and endpoints (registry.h) */
-    int republish;              /* republish_unfinished */
-    pthread_t thread;           /* rebuild, then the events loop */
+    lt_mirror *mirror; /* NULL unless state_dir */
+    int republish;     /* republish_unfinished */
+    pthread_t thread;  /* rebuild, then the events loop */
     int thread_started;
     atomic_int stop;
+
+    /* models and endpoints */
+    lt_gateway *gateway;        /* real-time inference (gateway.h) */
+    lt_registry *registry;      /* registry.h */
+    lt_mirror *registry_mirror; /* NULL unless registry_dir */
 };
 
 static void logf_(const lt_scheduler *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
