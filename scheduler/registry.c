@@ -677,6 +677,12 @@ lt_registry *lt_registry_new(const lt_registry_opts *o, lt_err *err) {
     return r;
 }
 
+void lt_registry_set_gateway(lt_registry *r, lt_gateway *gw) {
+    pthread_mutex_lock(&r->mu);
+    r->o.gateway = gw;
+    pthread_mutex_unlock(&r->mu);
+}
+
 void lt_registry_free(lt_registry *r) {
     if (!r) return;
     pthread_mutex_lock(&r->mu);

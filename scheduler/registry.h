@@ -37,7 +37,7 @@ typedef struct {
 } lt_registry_store;
 
 typedef struct {
-    lt_gateway *gateway;                 /* borrowed; must outlive the registry */
+    lt_gateway *gateway;                 /* borrowed; must outlive the registry; may be set later */
     lt_registry_store store;             /* borrowed context */
     const char *storage_root;            /* relative model URIs are joined to it (copied) */
     const lt_storage_opts *storage_opts; /* for checking model directories; NULL: defaults (borrowed) */
@@ -53,6 +53,10 @@ lt_registry *lt_registry_new(const lt_registry_opts *o, lt_err *err);
 /* Waits for the background threads (each ends by its gateway call's timeout at worst), then frees. Call it
  * after the HTTP server has stopped. NULL is a no-op. */
 void lt_registry_free(lt_registry *r);
+
+/* Sets the gateway when it could not be given to lt_registry_new (the scheduler makes it once Kafka answers).
+ * Call it before lt_registry_resume and before any request reaches lt_registry_handle. */
+void lt_registry_set_gateway(lt_registry *r, lt_gateway *gw);
 
 /* Loads one <p>registry record at start (data NULL / len 0: a tombstone). LT_ERR_FORMAT naming the key or
  * field for a record that is not one. */

@@ -405,6 +405,17 @@ static void *run(void *arg) {
     }
     if (atomic_load(&s->stop)) return NULL;
     if (s->republish) republish(s);
+    /* the gateway makes its reply topic on the brokers: like the rebuild, it waits for Kafka, and the
+       registry's routes (which answer 503 until ready) never see it missing */
+    for (int attempt = 1; !atomic_load(&s->stop); attempt++) {
+        lt_err err = {{0}};
+        if (lt_gateway_new(&s->gateway, &s->kafka, s->kafka.prefix, &err) == LT_OK) break;
+        s->gateway = NULL;
+        logf_(s, "starting the inference gateway (attempt %d) failed, retrying in 2 s: %s", attempt, err.msg);
+        nap(s, 2000);
+    }
+    if (atomic_load(&s->stop)) return NULL;
+    lt_registry_set_gateway(s->registry, s->gateway);
     lt_registry_resume(s->registry);
     atomic_store(&s->core.ready, 1);
     events_loop(s);
@@ -486,9 +497,7 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
                           .check_dataset = o->check_dataset,
                           .allow_noop = o->allow_noop};
     if (lt_sched_init(&s->core, &bus, &sub, o->api_token, err) != LT_OK) goto fail;
-    if (lt_gateway_new(&s->gateway, &s->kafka, s->kafka.prefix, err) != LT_OK) goto fail;
-    lt_registry_opts ro = {.gateway = s->gateway,
-                           .store = {.ctx = s, .put = registry_put, .wait = bus_wait},
+    lt_registry_opts ro = {.store = {.ctx = s, .put = registry_put, .wait = bus_wait},
                            .storage_root = s->storage,
                            .storage_opts = &s->storage_opts,
                            .inference_timeout_ms = o->inference_timeout_ms,
