@@ -1,6 +1,7 @@
-/* cmd_client.c - `lathe submit`, `lathe status`, `lathe list`, `lathe cancel`: the scheduler's API for people
- * (libcurl). Each prints the API's JSON answer on stdout; a failed request also prints one line on stderr and
- * exits 1. The server is --url or $LATHE_URL (default http://127.0.0.1:8080); the token $LATHE_API_TOKEN. */
+/* cmd_client.c - `lathe submit`, `lathe status`, `lathe list`, `lathe cancel`, `lathe models`, `lathe
+ * endpoints`: the scheduler's API for people (libcurl). Each prints the API's JSON answer on stdout; a failed
+ * request also prints one line on stderr and exits 1. The server is --url or $LATHE_URL (default
+ * http://127.0.0.1:8080); the token $LATHE_API_TOKEN. */
 #define _GNU_SOURCE
 #include "commands.h"
 
@@ -439,4 +440,33 @@ int cmd_cancel(int argc, char **argv) {
     char path[256];
     snprintf(path, sizeof path, "/v1/trainings/%s/cancel", pos[0]);
     return simple("cancel", "POST", path, url);
+}
+
+/* ---- models, endpoints ---- */
+
+/* `lathe models [NAME]`, `lathe endpoints [NAME]`: GET the collection or one of its records. */
+static int get_named(const char *cmd, const char *what, int argc, char **argv) {
+    const char *url = NULL, *pos[1];
+    int n_pos = 0;
+    const flag_spec flags[] = {{"url", 1, &url, NULL}};
+    int rc = parse_args(cmd, argc, argv, flags, 1, pos, 1, &n_pos, NULL, NULL);
+    if (rc < 0) {
+        printf("usage: lathe %s [NAME] [--url URL]\n\nLists the %s (GET /v1/%s), or prints one (GET "
+               "/v1/%s/NAME).\n\noptions:\n%s",
+               cmd, what, cmd, cmd, common_help);
+        return 0;
+    }
+    if (rc) return rc;
+    if (n_pos == 1 && !valid_id(pos[0])) return cli_usage_error(cmd, "bad name '%s'", pos[0]);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/%s%s%s", cmd, n_pos ? "/" : "", n_pos ? pos[0] : "");
+    return simple(cmd, "GET", path, url);
+}
+
+int cmd_models(int argc, char **argv) {
+    return get_named("models", "models", argc, argv);
+}
+
+int cmd_endpoints(int argc, char **argv) {
+    return get_named("endpoints", "endpoints with their states and stages", argc, argv);
 }

@@ -29,6 +29,10 @@ static const lt_opt_spec specs[] = {
      "don't create the topics at start (they exist, or auto-creation is on)"},
     {"allow-noop", "LATHE_ALLOW_NOOP", NULL, NULL,
      "accept algorithm \"noop\" (the dispatch benchmark's jobs)"},
+    {"inference-timeout-ms", "LATHE_INFERENCE_TIMEOUT_MS", "MS", "10000",
+     "how long a real-time inference request waits for a worker's reply before answering 504"},
+    {"load-timeout-ms", "LATHE_LOAD_TIMEOUT_MS", "MS", "120000",
+     "how long an endpoint stage waits for a worker to load its model before it is FAILED"},
     {"quiet", NULL, NULL, NULL, "no informational lines on stderr"},
     {"config", "LATHE_CONFIG", "FILE", NULL, "YAML file of these options (keys are the flag names)"},
 };
@@ -55,8 +59,10 @@ int cmd_scheduler(int argc, char **argv) {
     }
     lt_scheduler_opts so;
     lt_scheduler_opts_init(&so);
-    int64_t port = 8080, partitions = 8, replication = -1;
+    int64_t port = 8080, partitions = 8, replication = -1, infer_ms = 10000, load_ms = 120000;
     if (lt_opts_int(&o, "port", 0, 65535, &port, &err) != LT_OK ||
+        lt_opts_int(&o, "inference-timeout-ms", 1, 3600000, &infer_ms, &err) != LT_OK ||
+        lt_opts_int(&o, "load-timeout-ms", 1, 3600000, &load_ms, &err) != LT_OK ||
         lt_opts_int(&o, "partitions", 1, 10000, &partitions, &err) != LT_OK ||
         lt_opts_int(&o, "replication", -1, 100, &replication, &err) != LT_OK ||
         (replication == 0 && lt_errorf(&err, LT_ERR_ARG, "--replication: 0 is not a replication factor")) ||
@@ -75,6 +81,8 @@ int cmd_scheduler(int argc, char **argv) {
     so.create_topics = !lt_opts_bool(&o, "no-create-topics");
     so.allow_noop = lt_opts_bool(&o, "allow-noop");
     so.quiet = lt_opts_bool(&o, "quiet");
+    so.inference_timeout_ms = (int)infer_ms;
+    so.load_timeout_ms = (int)load_ms;
 
     /* Signals are taken with sigtimedwait: blocked before any thread starts (they inherit the mask). */
     sigset_t set;

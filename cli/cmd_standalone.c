@@ -116,12 +116,13 @@ int cmd_standalone(int argc, char **argv) {
 
     /* storage paths become absolute, so job messages mean the same to every thread whatever the cwd */
     const char *dir_arg = lt_opts_get(&o, "data-dir");
-    char dir[PATH_MAX], state_dir[PATH_MAX + 32];
+    char dir[PATH_MAX], state_dir[PATH_MAX + 32], registry_dir[PATH_MAX + 32];
     if (lt_mkdir_p(dir_arg, &err) != LT_OK || !realpath(dir_arg, dir)) {
         lt_opts_free(&o);
         return cli_fail("standalone", err.msg[0] ? err.msg : "cannot use the data folder");
     }
     snprintf(state_dir, sizeof state_dir, "%s/.lathe/jobs", dir);
+    snprintf(registry_dir, sizeof registry_dir, "%s/.lathe/registry", dir);
 
     sigset_t set;
     sigemptyset(&set);
@@ -159,7 +160,9 @@ int cmd_standalone(int argc, char **argv) {
     so.allow_noop = lt_opts_bool(&o, "allow-noop");
     so.quiet = quiet;
     so.state_dir = state_dir;
+    so.registry_dir = registry_dir;
     so.republish_unfinished = 1;
+    so.gateway_fetch_wait_ms = 1; /* the mock cluster does not cut a fetch's wait short when data arrives */
     if (!(s = lt_scheduler_start(&so, &err))) {
         rc = cli_fail("standalone", err.msg);
         goto out;

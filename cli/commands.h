@@ -15,6 +15,8 @@ int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_endpoints(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_inference_worker(int argc, char **argv);
 

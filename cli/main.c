@@ -25,6 +25,8 @@ static const command commands[] = {
     {"status", cmd_status, "print a training's record"},
     {"list", cmd_list, "list trainings (--state S)"},
     {"cancel", cmd_cancel, "cancel a training"},
+    {"models", cmd_models, "list models, or print one (NAME)"},
+    {"endpoints", cmd_endpoints, "list endpoints, or print one (NAME): state, stages, default"},
     {"serve", cmd_serve, "serve a model over HTTP (POST /inference, the guide's request and response)"},
     {"inference-worker", cmd_inference_worker,
      "serve real-time inference requests from Kafka (endpoint topics)"},

@@ -61,7 +61,8 @@ lt_status lt_kafka_config_set(lt_kafka_config *c, const char *brokers, const cha
     return st;
 }
 
-static const char *const suffixes[LT_TOPIC_COUNT] = {"jobs", "control", "events", "jobs.state", "dlq"};
+static const char *const suffixes[LT_TOPIC_COUNT] = {"jobs", "control", "events", "jobs.state", "dlq",
+                                                      "registry"};
 
 const char *lt_kafka_topic_suffix(lt_topic t) {
     return t >= 0 && t < LT_TOPIC_COUNT ? suffixes[t] : "unknown";
@@ -388,7 +389,7 @@ lt_status lt_kafka_create_topics(const lt_kafka_config *c, int timeout_ms, lt_er
                                       c->replication, why, sizeof why);
         if (!nt[t])
             st = lt_errorf(err, LT_ERR_ARG, "topic %s: %s", name, why);
-        else if (t == LT_TOPIC_JOBS_STATE)
+        else if (t == LT_TOPIC_JOBS_STATE || t == LT_TOPIC_REGISTRY)
             rd_kafka_NewTopic_set_config(nt[t], "cleanup.policy", "compact");
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);

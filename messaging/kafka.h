@@ -49,6 +49,7 @@ typedef enum {
     LT_TOPIC_EVENTS,     /* job events, key = job id */
     LT_TOPIC_JOBS_STATE, /* compacted: key = job id, value = the scheduler's job record */
     LT_TOPIC_DLQ,        /* messages that could not be parsed, with "error" and "source" headers */
+    LT_TOPIC_REGISTRY,   /* compacted: key = "model/<name>" or "endpoint/<name>", value = the scheduler's record */
     LT_TOPIC_COUNT
 } lt_topic;
 

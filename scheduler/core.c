@@ -1,6 +1,8 @@
 /* core.c - the API's handlers, event folding and record loading (see core.h). */
 #include "core.h"
 
+#include "registry.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,10 +11,11 @@
 #include <strings.h>
 #include <time.h>
 
-static const int counted_codes[LT_SCHED_CODES] = {200, 201, 202, 400, 401, 404, 405, 409, 413, 422, 500, 503};
+static const int counted_codes[LT_SCHED_CODES] = {200, 201, 202, 400, 401, 404, 405,
+                                                  409, 413, 422, 500, 503, 504};
 
-static const char *const route_names[LT_ROUTE_COUNT] = {"submit", "list",    "get",  "cancel",
-                                                        "health", "metrics", "other"};
+static const char *const route_names[LT_ROUTE_COUNT] = {
+    "submit", "list", "get", "cancel", "health", "metrics", "models", "endpoints", "inference", "other"};
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -359,7 +362,7 @@ static int path_id(const char *p, size_t n, char out[LT_JOB_ID_MAX]) {
 }
 
 static void count(lt_sched *s, lt_sched_response *rs) {
-    int k = LT_SCHED_CODES - 2; /* codes not in the table count as 500 */
+    int k = LT_SCHED_CODES - 3; /* codes not in the table count as 500 */
     for (int i = 0; i < LT_SCHED_CODES; i++)
         if (counted_codes[i] == rs->status) k = i;
     atomic_fetch_add(&s->m.requests[rs->route][k], 1);
@@ -429,6 +432,16 @@ void lt_sched_handle(lt_sched *s, const lt_sched_request *rq, lt_sched_response 
                 handle_get(s, id, rs);
             else
                 rs->allow = "GET, HEAD";
+        }
+    } else if (s->registry && lt_registry_owns(path, &rs->route)) {
+        if (!authorized(s, rq)) {
+            respond_error(rs, 401,
+                          "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
+            rs->www_auth = "Bearer realm=\"lathe\"";
+        } else if (!atomic_load(&s->ready)) {
+            respond_error(rs, 503, "the scheduler is starting: loading its state from Kafka");
+        } else {
+            lt_registry_handle(s->registry, s, rq, rs);
         }
     } else {
         respond_error(rs, 404, "no such resource: %.200s", path);
@@ -593,7 +606,10 @@ char *lt_sched_metrics_text(lt_sched *s, size_t *len) {
               "# HELP lathe_scheduler_uptime_seconds Seconds since the scheduler started.\n"
               "# TYPE lathe_scheduler_uptime_seconds gauge\nlathe_scheduler_uptime_seconds %.3f\n",
               (double)(wall_ms() - s->started_ms) / 1000.0);
-    if (t.oom) {
+    char *reg = s->registry ? lt_registry_metrics_text(s->registry) : NULL;
+    if (reg) tb_printf(&t, "%s", reg);
+    free(reg);
+    if (t.oom || (s->registry && !reg)) {
         free(t.buf);
         return NULL;
     }

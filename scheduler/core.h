@@ -39,11 +39,14 @@ typedef enum {
     LT_ROUTE_CANCEL,     /* POST /v1/trainings/{id}/cancel */
     LT_ROUTE_HEALTH,     /* GET /v1/health */
     LT_ROUTE_METRICS,    /* GET /metrics */
+    LT_ROUTE_MODELS,     /* /v1/models... (registry.h) */
+    LT_ROUTE_ENDPOINTS,  /* /v1/endpoints... but inference */
+    LT_ROUTE_INFERENCE,  /* POST /v1/endpoints/{name}[/stages/{stage}]/inference */
     LT_ROUTE_OTHER,      /* anything else (404/405) */
     LT_ROUTE_COUNT
 } lt_sched_route;
 
-#define LT_SCHED_CODES 12 /* status codes counted: see the table in core.c */
+#define LT_SCHED_CODES 13 /* status codes counted: see the table in core.c */
 
 typedef struct {
     atomic_llong requests[LT_ROUTE_COUNT][LT_SCHED_CODES]; /* by route and status code */
@@ -57,6 +60,8 @@ typedef struct {
     atomic_llong records_loaded;     /* records read back from <p>jobs.state at start */
 } lt_sched_metrics;
 
+struct lt_registry; /* registry.h */
+
 typedef struct {
     lt_table *table;       /* owned */
     lt_sched_bus bus;      /* borrowed context */
@@ -66,6 +71,9 @@ typedef struct {
     atomic_int ready;      /* 1 once the state has been rebuilt (health says "starting" before) */
     int64_t started_ms;    /* wall clock at create, for uptime */
     lt_sched_metrics m;
+
+    /* models and endpoints (registry.h, borrowed); NULL: those routes answer 404 */
+    struct lt_registry *registry;
 } lt_sched;
 
 /* Fills s; api_token is copied. LT_ERR_NOMEM. Free with lt_sched_free (safe on a zeroed or failed s). */

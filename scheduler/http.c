@@ -1,6 +1,8 @@
 /* http.c - libmicrohttpd glue: collect the body, hand the request to lt_sched_handle, send its answer. */
 #include "http.h"
 
+#include "registry.h"
+
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -21,7 +23,8 @@ struct lt_http {
 typedef struct {
     char *body; /* (len) upload so far */
     size_t len, cap;
-    int too_large; /* the body passed LT_HTTP_MAX_BODY; the rest is dropped */
+    size_t limit;  /* LT_HTTP_MAX_BODY, or the registry's limit for inference requests */
+    int too_large; /* the body passed limit; the rest is dropped */
     int64_t t0_us; /* when the request arrived */
 } request_ctx;
 
@@ -32,7 +35,7 @@ static int64_t mono_us(void) {
 }
 
 static int append(request_ctx *rc, const char *data, size_t n) {
-    if (rc->too_large || rc->len + n > LT_HTTP_MAX_BODY) {
+    if (rc->too_large || rc->len + n > rc->limit) {
         rc->too_large = 1;
         return 1;
     }
@@ -75,6 +78,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!rc) { /* first call: headers only */
         if (!(rc = calloc(1, sizeof *rc))) return MHD_NO;
         rc->t0_us = mono_us();
+        rc->limit = lt_registry_max_body(h->s->registry, url, LT_HTTP_MAX_BODY);
         *con_cls = rc;
         return MHD_YES;
     }
@@ -88,8 +92,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         memset(&rs, 0, sizeof rs);
         rs.status = 413;
         rs.content_type = "application/json";
-        rs.body = strdup("{\"error\":\"body: larger than 1 MiB\"}");
-        if (!rs.body) return MHD_NO;
+        rs.route = LT_ROUTE_OTHER;
+        if (asprintf(&rs.body, "{\"error\":\"body: larger than %zu bytes\"}", rc->limit) < 0) return MHD_NO;
         rs.body_len = strlen(rs.body);
     } else {
         lt_sched_request rq = {

@@ -2,9 +2,11 @@
 #include "scheduler.h"
 
 #include "core.h"
+#include "gateway.h"
 #include "http.h"
 #include "mirror.h"
 #include "producer.h"
+#include "registry.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@ struct lt_scheduler {
     lt_kafka_config kafka;
     char topic_jobs[LT_KAFKA_TOPIC_MAX], topic_control[LT_KAFKA_TOPIC_MAX];
     char topic_events[LT_KAFKA_TOPIC_MAX], topic_state[LT_KAFKA_TOPIC_MAX];
+    char topic_registry[LT_KAFKA_TOPIC_MAX];
     char *storage, *group, *client; /* owned copies */
     lt_storage_opts storage_opts;   /* for data set listings: few retries, so a request doesn't hang */
     int quiet;
@@ -33,6 +36,12 @@ struct lt_scheduler {
     pthread_t thread;  /* rebuild, then the events loop */
     int thread_started;
     atomic_int stop;
+
+    /* models and endpoints */
+    lt_gateway *gateway;        /* real-time inference (gateway.h) */
+    int gateway_fetch_wait_ms;  /* lt_scheduler_opts.gateway_fetch_wait_ms */
+    lt_registry *registry;      /* registry.h */
+    lt_mirror *registry_mirror; /* NULL unless registry_dir */
 };
 
 static void logf_(const lt_scheduler *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -70,6 +79,19 @@ static lt_status bus_persist(void *ctx, const char *id, const char *json, void *
     }
     return lt_sched_produce(s->prod, s->topic_state, id, json, json ? strlen(json) : 0, (lt_ticket **)ticket,
                             err);
+}
+
+static lt_status registry_put(void *ctx, const char *key, const char *json, void **ticket, lt_err *err) {
+    lt_scheduler *s = ctx;
+    if (s->registry_mirror) {
+        char name[256];
+        lt_err merr = {{0}};
+        lt_registry_mirror_name(key, name, sizeof name);
+        if (lt_mirror_put(s->registry_mirror, name, json, &merr) != LT_OK)
+            logf_(s, "registry mirror: %s", merr.msg);
+    }
+    return lt_sched_produce(s->prod, s->topic_registry, key, json, json ? strlen(json) : 0,
+                            (lt_ticket **)ticket, err);
 }
 
 static lt_status bus_wait(void *ctx, void *ticket, lt_err *err) {
@@ -117,7 +139,18 @@ static void close_consumer(lt_scheduler *s, rd_kafka_t *rk) {
 
 /* ---- rebuilding the table from <p>jobs.state ---- */
 
-static lt_status rebuild(lt_scheduler *s, lt_err *err) {
+typedef lt_status (*load_fn)(lt_scheduler *s, const char *key, const void *data, size_t len, lt_err *err);
+
+static lt_status load_job(lt_scheduler *s, const char *key, const void *data, size_t len, lt_err *err) {
+    return lt_sched_load_record(&s->core, key, data, len, err);
+}
+
+static lt_status load_registry(lt_scheduler *s, const char *key, const void *data, size_t len, lt_err *err) {
+    return lt_registry_load_record(s->registry, key, data, len, err);
+}
+
+/* Reads the compacted topic from the beginning to its end, handing each record to load. */
+static lt_status rebuild(lt_scheduler *s, const char *topic, load_fn load, lt_err *err) {
     char why[512], group[300];
     snprintf(group, sizeof group, "%s.rebuild", s->group);
     rd_kafka_conf_t *conf = lt_kafka_conf_new(&s->kafka, s->client, err);
@@ -135,13 +168,13 @@ static lt_status rebuild(lt_scheduler *s, lt_err *err) {
     }
     rd_kafka_poll_set_consumer(rk);
     lt_status st = LT_OK;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, s->topic_state, NULL);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, 5000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
     int n = 0, pending = 0;
     int *done = NULL;
     if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0) {
-        st = lt_errorf(err, LT_ERR_IO, "topic %s is not available: %s", s->topic_state,
+        st = lt_errorf(err, LT_ERR_IO, "topic %s is not available: %s", topic,
                        rd_kafka_err2str(e                    ? e
                                         : md->topic_cnt == 1 ? md->topics[0].err
                                                              : RD_KAFKA_RESP_ERR_UNKNOWN));
@@ -157,23 +190,22 @@ static lt_status rebuild(lt_scheduler *s, lt_err *err) {
     for (int i = 0; i < n && st == LT_OK; i++) {
         int32_t part = md->topics[0].partitions[i].id;
         int64_t lo = 0, hi = 0;
-        e = rd_kafka_query_watermark_offsets(rk, s->topic_state, part, &lo, &hi, 5000);
+        e = rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi, 5000);
         if (e) {
-            st = lt_errorf(err, LT_ERR_IO, "watermarks of %s/%d: %s", s->topic_state, (int)part,
-                           rd_kafka_err2str(e));
+            st = lt_errorf(err, LT_ERR_IO, "watermarks of %s/%d: %s", topic, (int)part, rd_kafka_err2str(e));
         } else if (hi > lo) { /* empty partitions need no reading */
-            rd_kafka_topic_partition_list_add(l, s->topic_state, part)->offset = RD_KAFKA_OFFSET_BEGINNING;
+            rd_kafka_topic_partition_list_add(l, topic, part)->offset = RD_KAFKA_OFFSET_BEGINNING;
             pending++;
         }
     }
     if (st == LT_OK && pending && (e = rd_kafka_assign(rk, l)))
-        st = lt_errorf(err, LT_ERR_IO, "assigning %s: %s", s->topic_state, rd_kafka_err2str(e));
+        st = lt_errorf(err, LT_ERR_IO, "assigning %s: %s", topic, rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
     double deadline = mono_s() + 120;
     int64_t loaded = 0, skipped = 0;
     while (st == LT_OK && pending > 0 && !atomic_load(&s->stop)) {
         if (mono_s() > deadline) {
-            st = lt_errorf(err, LT_ERR_IO, "reading %s took more than 120 s", s->topic_state);
+            st = lt_errorf(err, LT_ERR_IO, "reading %s took more than 120 s", topic);
             break;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
@@ -184,15 +216,15 @@ static lt_status rebuild(lt_scheduler *s, lt_err *err) {
                 pending--;
             }
         } else if (m->err) {
-            logf_(s, "reading %s: %s", s->topic_state, rd_kafka_message_errstr(m));
+            logf_(s, "reading %s: %s", topic, rd_kafka_message_errstr(m));
         } else {
             char key[LT_JOB_ID_MAX] = "";
             if (m->key && m->key_len < sizeof key) memcpy(key, m->key, m->key_len), key[m->key_len] = 0;
             lt_err rerr = {{0}};
-            if (lt_sched_load_record(&s->core, key[0] ? key : NULL, m->payload, m->len, &rerr) != LT_OK) {
+            if (load(s, key[0] ? key : NULL, m->payload, m->len, &rerr) != LT_OK) {
                 skipped++;
-                logf_(s, "skipping record at %s/%d/%lld: %s", s->topic_state, (int)m->partition,
-                      (long long)m->offset, rerr.msg);
+                logf_(s, "skipping record at %s/%d/%lld: %s", topic, (int)m->partition, (long long)m->offset,
+                      rerr.msg);
             } else {
                 loaded++;
             }
@@ -200,12 +232,15 @@ static lt_status rebuild(lt_scheduler *s, lt_err *err) {
         rd_kafka_message_destroy(m);
     }
     if (st == LT_OK && pending > 0) st = lt_errorf(err, LT_ERR_CANCELLED, "stopped while loading");
-    if (st == LT_OK) {
+    if (st == LT_OK && load == load_job) {
         lt_table_lock(s->core.table);
         size_t jobs = lt_table_size(s->core.table);
         lt_table_unlock(s->core.table);
-        logf_(s, "state rebuilt from %s: %lld records read, %zu jobs%s", s->topic_state, (long long)loaded,
-              jobs, skipped ? " (some records skipped)" : "");
+        logf_(s, "state rebuilt from %s: %lld records read, %zu jobs%s", topic, (long long)loaded, jobs,
+              skipped ? " (some records skipped)" : "");
+    } else if (st == LT_OK) {
+        logf_(s, "registry rebuilt from %s: %lld records read%s", topic, (long long)loaded,
+              skipped ? " (some records skipped)" : "");
     }
 out:
     free(done);
@@ -362,7 +397,8 @@ static void *run(void *arg) {
     lt_scheduler *s = arg;
     for (int attempt = 1; !atomic_load(&s->stop); attempt++) {
         lt_err err = {{0}};
-        lt_status st = rebuild(s, &err);
+        lt_status st = rebuild(s, s->topic_state, load_job, &err);
+        if (st == LT_OK) st = rebuild(s, s->topic_registry, load_registry, &err);
         if (st == LT_OK) break;
         if (atomic_load(&s->stop)) return NULL;
         logf_(s, "loading job state (attempt %d) failed, retrying in 2 s: %s", attempt, err.msg);
@@ -370,6 +406,21 @@ static void *run(void *arg) {
     }
     if (atomic_load(&s->stop)) return NULL;
     if (s->republish) republish(s);
+    /* the gateway makes its reply topic on the brokers: like the rebuild, it waits for Kafka, and the
+       registry's routes (which answer 503 until ready) never see it missing */
+    for (int attempt = 1; !atomic_load(&s->stop); attempt++) {
+        lt_err err = {{0}};
+        lt_gateway_opts go;
+        lt_gateway_opts_init(&go);
+        if (s->gateway_fetch_wait_ms > 0) go.fetch_wait_ms = s->gateway_fetch_wait_ms;
+        if (lt_gateway_new_opts(&s->gateway, &s->kafka, s->kafka.prefix, &go, &err) == LT_OK) break;
+        s->gateway = NULL;
+        logf_(s, "starting the inference gateway (attempt %d) failed, retrying in 2 s: %s", attempt, err.msg);
+        nap(s, 2000);
+    }
+    if (atomic_load(&s->stop)) return NULL;
+    lt_registry_set_gateway(s->registry, s->gateway);
+    lt_registry_resume(s->registry);
     atomic_store(&s->core.ready, 1);
     events_loop(s);
     return NULL;
@@ -399,6 +450,7 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
     lt_kafka_topic(&s->kafka, LT_TOPIC_CONTROL, s->topic_control, sizeof s->topic_control);
     lt_kafka_topic(&s->kafka, LT_TOPIC_EVENTS, s->topic_events, sizeof s->topic_events);
     lt_kafka_topic(&s->kafka, LT_TOPIC_JOBS_STATE, s->topic_state, sizeof s->topic_state);
+    lt_kafka_topic(&s->kafka, LT_TOPIC_REGISTRY, s->topic_registry, sizeof s->topic_registry);
     char group[LT_KAFKA_TOPIC_MAX];
     snprintf(group, sizeof group, "%sscheduler", s->kafka.prefix);
     /* a relative local root becomes absolute: job messages must mean the same path to every worker */
@@ -449,12 +501,27 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
                           .check_dataset = o->check_dataset,
                           .allow_noop = o->allow_noop};
     if (lt_sched_init(&s->core, &bus, &sub, o->api_token, err) != LT_OK) goto fail;
+    lt_registry_opts ro = {.store = {.ctx = s, .put = registry_put, .wait = bus_wait},
+                           .storage_root = s->storage,
+                           .storage_opts = &s->storage_opts,
+                           .inference_timeout_ms = o->inference_timeout_ms,
+                           .load_timeout_ms = o->load_timeout_ms,
+                           .quiet = o->quiet};
+    if (!(s->registry = lt_registry_new(&ro, err))) goto fail;
+    s->core.registry = s->registry;
+    if (o->registry_dir && o->registry_dir[0]) {
+        size_t n = 0;
+        if (lt_registry_load_dir(s->registry, o->registry_dir, &n, err) != LT_OK) goto fail;
+        if (n) logf_(s, "%zu registry record(s) loaded from %s", n, o->registry_dir);
+        if (!(s->registry_mirror = lt_mirror_open(o->registry_dir, err))) goto fail;
+    }
     if (o->state_dir && o->state_dir[0]) {
         size_t n = 0;
         if (lt_mirror_load(o->state_dir, &s->core, &n, err) != LT_OK) goto fail;
         if (n) logf_(s, "%zu job record(s) loaded from %s", n, o->state_dir);
         if (!(s->mirror = lt_mirror_open(o->state_dir, err))) goto fail;
         s->republish = o->republish_unfinished;
+        s->gateway_fetch_wait_ms = o->gateway_fetch_wait_ms;
     }
     if (!(s->http = lt_http_start(&s->core, o->bind, o->port, err))) goto fail;
     if (pthread_create(&s->thread, NULL, run, s)) {
@@ -486,9 +553,13 @@ void lt_scheduler_stop(lt_scheduler *s) {
        scheduler whose brokers are gone still stops (its events are folded again at the next start) */
     if (s->thread_started) lt_sched_producer_abort(s->prod, 5000);
     if (s->thread_started) pthread_join(s->thread, NULL);
+    lt_registry_free(s->registry); /* waits for its gateway calls; records still go through prod */
+    s->core.registry = NULL;
+    lt_gateway_free(s->gateway);
     lt_sched_producer_destroy(s->prod);
     lt_kafka_producer_destroy(s->dlq);
     lt_mirror_close(s->mirror);
+    lt_mirror_close(s->registry_mirror);
     lt_sched_free(&s->core);
     free(s->storage);
     free(s->group);

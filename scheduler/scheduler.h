@@ -29,6 +29,12 @@ typedef struct {
                                  standalone, whose Kafka lives in memory); NULL = none */
     int republish_unfinished; /* after loading, publish QUEUED and RUNNING jobs again (their messages died
                                  with the in-memory cluster); only with state_dir */
+    const char *registry_dir; /* also mirror models and endpoints to this folder and load them at start
+                                 (standalone, as state_dir); NULL = none */
+    int inference_timeout_ms; /* a real-time inference request's wait for its reply (0: 10000) */
+    int load_timeout_ms;      /* a stage's wait for a worker to load its model (0: 120000) */
+    int gateway_fetch_wait_ms; /* the inference gateway's reply fetch wait (0: its default, 100; the mock
+                                  cluster wants 1, see lt_gateway_opts) */
 } lt_scheduler_opts;
 
 typedef struct lt_scheduler lt_scheduler;
