@@ -447,7 +447,9 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
     lt_submit_opts sub = {.storage_root = s->storage,
                           .storage_opts = &s->storage_opts,
                           .check_dataset = o->check_dataset,
-                          .allow_noop = o->allow_noop};
+                          .allow_noop = o->allow_noop,
+                          .resolve_model = o->resolve_model,
+                          .resolve_model_ctx = o->resolve_model_ctx};
     if (lt_sched_init(&s->core, &bus, &sub, o->api_token, err) != LT_OK) goto fail;
     if (o->state_dir && o->state_dir[0]) {
         size_t n = 0;

@@ -29,6 +29,11 @@ typedef struct {
                                  standalone, whose Kafka lives in memory); NULL = none */
     int republish_unfinished; /* after loading, publish QUEUED and RUNNING jobs again (their messages died
                                  with the in-memory cluster); only with state_dir */
+    /* POST /v1/batch-inferences: resolves a model name to its model directory's URI (submit.h's
+     * lt_submit_opts.resolve_model: 1 found, 0 no such model -> 404, -1 failed -> 503). NULL: only storage
+     * URIs are accepted as "model". The lead wires it to the model registry. */
+    int (*resolve_model)(void *ctx, const char *name, char *uri, size_t cap, lt_err *err);
+    void *resolve_model_ctx;
 } lt_scheduler_opts;
 
 typedef struct lt_scheduler lt_scheduler;

@@ -33,7 +33,6 @@ char *job_resolve_uri(const char *root, const char *uri) {
     return lt_uri_join(root, uri);
 }
 
-
 /* Encodes ev with this job's id, worker and attempt and produces it (waiting for delivery when sync). */
 lt_status job_emit(job_ctx *c, lt_msg_event *ev, int sync, lt_err *err) {
     ev->job_id = c->r->job.id;
