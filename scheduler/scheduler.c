@@ -333,7 +333,9 @@ static void republish(lt_scheduler *s) {
     cJSON_ArrayForEach(r, all) {
         const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "state"));
         if (!state || (strcmp(state, "QUEUED") && strcmp(state, "RUNNING"))) continue;
-        lt_msg_job j = {.type = "training",
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "type"));
+        lt_msg_job j = {.type = type ? (char *)type : "training",
+                        .model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "model_uri")),
                         .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
                         .name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "name")),
                         .algorithm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "algorithm")),

@@ -220,10 +220,9 @@ static lt_status body(const char *out_dir, const char *model, const char *imgs, 
 }
 
 static void test_body(lt_cls_model *ref) {
-    char out1[700], out2[700], out3[700], path[900], path2[900];
+    char out1[700], out2[700], path[900], path2[900];
     snprintf(out1, sizeof out1, "%s/out1", tmp);
     snprintf(out2, sizeof out2, "%s/out2", tmp);
-    snprintf(out3, sizeof out3, "%s/out3", tmp);
     lt_err err = {{0}};
     cJSON *summary = NULL;
 
@@ -241,18 +240,12 @@ static void test_body(lt_cls_model *ref) {
     snprintf(path, sizeof path, "%s/.lathe/batch/state.json", out1);
     CHECK_MSG(!lt_path_exists(path), "the checkpoint outlived the job");
 
-    /* batch 2, uninterrupted: the reference for the resumed run */
-    h = (hooks_state){.stop_at = -1};
-    CHECK_MSG(body(out3, model_dir, images, 2, &h, &summary, &err) == LT_OK, "%s", err.msg);
-    cJSON_Delete(summary);
-    snprintf(path, sizeof path, "%s/predictions.jsonl", out3);
-    check_predictions(path, ref, 0);
-
-    /* batch 2, stopped after 2 images, a half-written part (a crash between the part and the state), then
-     * resumed: the same bytes as the uninterrupted run, no duplicate */
+    /* batch 1 again, stopped after 2 images, a half-written part (a crash between the part and the state),
+     * then resumed: the same bytes as the uninterrupted run, no duplicate (batches of several go through the
+     * worker below) */
     h = (hooks_state){.stop_at = 2};
     summary = NULL;
-    CHECK(body(out2, model_dir, images, 2, &h, &summary, &err) == LT_ERR_CANCELLED && summary == NULL);
+    CHECK(body(out2, model_dir, images, 1, &h, &summary, &err) == LT_ERR_CANCELLED && summary == NULL);
     CHECK(h.checkpoints == 1 && h.done == 2);
     snprintf(path, sizeof path, "%s/.lathe/batch/predictions.part", out2);
     FILE *f = fopen(path, "ab");
@@ -264,10 +257,10 @@ static void test_body(lt_cls_model *ref) {
     snprintf(path, sizeof path, "%s/predictions.jsonl", out2);
     CHECK(!lt_path_exists(path));
     h = (hooks_state){.stop_at = -1};
-    CHECK_MSG(body(out2, model_dir, images, 2, &h, &summary, &err) == LT_OK, "%s", err.msg);
+    CHECK_MSG(body(out2, model_dir, images, 1, &h, &summary, &err) == LT_OK, "%s", err.msg);
     CHECK_MSG(h.resumed == 2, "resumed from %lld", (long long)h.resumed);
     cJSON_Delete(summary);
-    snprintf(path2, sizeof path2, "%s/predictions.jsonl", out3);
+    snprintf(path2, sizeof path2, "%s/predictions.jsonl", out1);
     char *a = read_text(path), *b = read_text(path2);
     CHECK_MSG(a && b && !strcmp(a, b), "resumed output differs:\n%s\nuninterrupted:\n%s", STR(a), STR(b));
     free(a);
@@ -579,55 +572,71 @@ static void submit(lt_kafka_producer *p, const lt_kafka_config *c, const char *i
     free(json);
 }
 
-static void test_worker(lt_cls_model *ref) {
-    char store[600], work[600], topic[LT_KAFKA_TOPIC_MAX], tr[512], path[900];
-    snprintf(store, sizeof store, "%s/store", tmp);
-    snprintf(work, sizeof work, "%s/wwork", tmp);
+/* The worker's side, started first: joining the group takes the mock a few seconds, which the other tests
+ * use. */
+static struct {
     lt_kafka_config c;
-    lt_err err = {{0}};
-    lt_kafka_config_init(&c, NULL);
-    lt_kafka_config_set(&c, NULL, "tb.", NULL);
-    c.jobs_partitions = 1;
-    lt_kafka_mock *mock = lt_kafka_mock_new(1, &c, &err);
-    CHECK_MSG(mock != NULL, "mock: %s", err.msg);
-    if (!mock) return;
-    lt_kafka_config_set(&c, lt_kafka_mock_bootstraps(mock), NULL, NULL);
-    lt_kafka_producer *p = lt_kafka_producer_new(&c, "test", 10000, &err);
-    events ev = {0};
-    ev.rk = lt_kafka_reader_new(&c, "test-events", &err);
-    CHECK(ev.rk && lt_kafka_reader_assign_all(ev.rk, lt_kafka_topic(&c, LT_TOPIC_EVENTS, topic, sizeof topic),
-                                              1, 5000, &err) == LT_OK);
+    lt_kafka_mock *mock;
+    lt_kafka_producer *p;
+    events ev;
     worker_thread w;
-    memset(&w, 0, sizeof w);
-    lt_worker_opts_init(&w.o);
-    w.o.kafka = c;
-    w.o.storage = store;
-    w.o.work_dir = work;
-    w.o.worker_id = "w1";
-    w.o.progress_interval_ms = 0;
-    w.o.batch_size = 2;
-    w.o.batch_checkpoint_images = 2;
-    w.o.retry_base_ms = 100;
-    w.o.max_attempts = 2;
-    w.o.stop = &w.stop;
-    pthread_create(&w.thread, NULL, worker_main, &w);
+    char store[600], work[600];
+} wk;
 
+static void worker_begin(void) {
+    char topic[LT_KAFKA_TOPIC_MAX];
+    snprintf(wk.store, sizeof wk.store, "%s/store", tmp);
+    snprintf(wk.work, sizeof wk.work, "%s/wwork", tmp);
+    lt_err err = {{0}};
+    lt_kafka_config_init(&wk.c, NULL);
+    lt_kafka_config_set(&wk.c, NULL, "tb.", NULL);
+    wk.c.jobs_partitions = 1;
+    wk.mock = lt_kafka_mock_new(1, &wk.c, &err);
+    CHECK_MSG(wk.mock != NULL, "mock: %s", err.msg);
+    if (!wk.mock) return;
+    lt_kafka_config_set(&wk.c, lt_kafka_mock_bootstraps(wk.mock), NULL, NULL);
+    wk.p = lt_kafka_producer_new(&wk.c, "test", 10000, &err);
+    wk.ev.rk = lt_kafka_reader_new(&wk.c, "test-events", &err);
+    CHECK(wk.ev.rk &&
+          lt_kafka_reader_assign_all(wk.ev.rk, lt_kafka_topic(&wk.c, LT_TOPIC_EVENTS, topic, sizeof topic), 1,
+                                     5000, &err) == LT_OK);
+    lt_worker_opts_init(&wk.w.o);
+    wk.w.o.kafka = wk.c;
+    wk.w.o.storage = wk.store;
+    wk.w.o.work_dir = wk.work;
+    wk.w.o.worker_id = "w1";
+    wk.w.o.progress_interval_ms = 0;
+    wk.w.o.batch_size = 2;
+    wk.w.o.batch_checkpoint_images = 2;
+    wk.w.o.retry_base_ms = 100;
+    wk.w.o.max_attempts = 2;
+    wk.w.o.stop = &wk.w.stop;
+    pthread_create(&wk.w.thread, NULL, worker_main, &wk.w);
+}
+
+static void test_worker(lt_cls_model *ref) {
+    char tr[512], path[900];
+    const char *store = wk.store;
+    lt_kafka_config c = wk.c;
+    lt_kafka_producer *p = wk.p;
+    events *evp = &wk.ev;
+    if (!wk.mock) return;
     /* a job to SUCCEEDED: its files, a checkpoint on the way, the summary counts in the result */
     submit(p, &c, "bi-1", "models/m");
-    int f1 = wait_final(&ev, 0, "bi-1", 60);
-    CHECK_MSG(f1 >= 0 && ev.ev[f1].state == LT_JOB_SUCCEEDED, "bi-1: %s",
-              f1 >= 0 ? STR(ev.ev[f1].error) : "no final event");
-    trace(&ev, "bi-1", 0, f1, tr, sizeof tr);
+    int f1 = wait_final(evp, 0, "bi-1", 60);
+    CHECK_MSG(f1 >= 0 && evp->ev[f1].state == LT_JOB_SUCCEEDED, "bi-1: %s",
+              f1 >= 0 ? STR(evp->ev[f1].error) : "no final event");
+    trace(evp, "bi-1", 0, f1, tr, sizeof tr);
     CHECK_MSG(!strncmp(tr, "S:RUNNING P ", 12) && strstr(tr, " C ") && strstr(tr, "R S:SUCCEEDED ") &&
                   !strcmp(strstr(tr, "R S:SUCCEEDED "), "R S:SUCCEEDED "),
               "bi-1 events: %s", tr);
     for (int i = 0; i < f1; i++)
-        if (!strcmp(ev.ev[i].job_id, "bi-1") && ev.ev[i].type == LT_EV_RESULT) {
-            const cJSON *m = ev.ev[i].metrics;
+        if (!strcmp(evp->ev[i].job_id, "bi-1") && evp->ev[i].type == LT_EV_RESULT) {
+            const cJSON *m = evp->ev[i].metrics;
             CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(m, "total")) == N_IMAGES &&
                   cJSON_GetNumberValue(cJSON_GetObjectItem(m, "succeeded")) == N_IMAGES - 1 &&
                   cJSON_GetNumberValue(cJSON_GetObjectItem(m, "failed")) == 1);
-            CHECK(strstr(STR(ev.ev[i].output), "batch-inferences/bi-1") != NULL);
+            CHECK(strstr(STR(evp->ev[i].output), "batch-inferences/bi-1") != NULL);
         }
     snprintf(path, sizeof path, "%s/batch-inferences/bi-1/predictions.jsonl", store);
     check_predictions(path, ref, 0);
@@ -635,35 +644,36 @@ static void test_worker(lt_cls_model *ref) {
     check_summary_file(path);
 
     /* delivered again: not run again, its result re-emitted */
-    int before = ev.n;
+    int before = evp->n;
     submit(p, &c, "bi-1", "models/m");
-    int f2 = wait_final(&ev, before, "bi-1", 60);
-    trace(&ev, "bi-1", before, f2, tr, sizeof tr);
+    int f2 = wait_final(evp, before, "bi-1", 60);
+    trace(evp, "bi-1", before, f2, tr, sizeof tr);
     CHECK_MSG(f2 >= 0 && !strcmp(tr, "R S:SUCCEEDED "), "redelivered bi-1: %s", tr);
 
     /* a bad model directory fails at once: no retry, no RUNNING */
-    before = ev.n;
+    before = evp->n;
     submit(p, &c, "bi-2", "images");
-    int f3 = wait_final(&ev, before, "bi-2", 60);
-    trace(&ev, "bi-2", before, f3, tr, sizeof tr);
-    CHECK_MSG(f3 >= 0 && ev.ev[f3].state == LT_JOB_FAILED && strstr(STR(ev.ev[f3].error), "model") &&
-                  !strcmp(tr, "S:FAILED ") && ev.ev[f3].attempt == 1,
-              "bi-2: %s (%s)", tr, f3 >= 0 ? STR(ev.ev[f3].error) : "");
+    int f3 = wait_final(evp, before, "bi-2", 60);
+    trace(evp, "bi-2", before, f3, tr, sizeof tr);
+    CHECK_MSG(f3 >= 0 && evp->ev[f3].state == LT_JOB_FAILED && strstr(STR(evp->ev[f3].error), "model") &&
+                  !strcmp(tr, "S:FAILED ") && evp->ev[f3].attempt == 1,
+              "bi-2: %s (%s)", tr, f3 >= 0 ? STR(evp->ev[f3].error) : "");
 
-    w.stop = 1;
-    pthread_join(w.thread, NULL);
-    CHECK_MSG(w.st == LT_OK, "worker: %s", w.err.msg);
-    for (int i = 0; i < ev.n; i++)
-        lt_msg_event_free(&ev.ev[i]);
-    rd_kafka_consumer_close(ev.rk);
-    rd_kafka_destroy(ev.rk);
+    wk.w.stop = 1;
+    pthread_join(wk.w.thread, NULL);
+    CHECK_MSG(wk.w.st == LT_OK, "worker: %s", wk.w.err.msg);
+    for (int i = 0; i < evp->n; i++)
+        lt_msg_event_free(&evp->ev[i]);
+    rd_kafka_consumer_close(evp->rk);
+    rd_kafka_destroy(evp->rk);
     lt_kafka_producer_destroy(p);
-    lt_kafka_mock_destroy(mock);
+    lt_kafka_mock_destroy(wk.mock);
 }
 
 int main(void) {
     if (!mkdtemp(tmp)) return 1;
     make_fixtures();
+    worker_begin();
     lt_cls_model ref;
     lt_err err = {{0}};
     CHECK_MSG(lt_cls_model_load(&ref, model_dir, NULL, 0, 0, 42, NULL, &err) == LT_OK, "%s", err.msg);
