@@ -37,6 +37,8 @@ static const lt_opt_spec specs[] = {
     {"max-poll-interval-ms", NULL, "MS", "300000", "Kafka max.poll.interval.ms"},
     {"message-timeout-ms", NULL, "MS", "60000", "how long an event may take to reach the brokers"},
     {"checkpoint-steps", NULL, "N", "0", "also checkpoint every N steps (0: at epoch ends)"},
+    {"batch-size", NULL, "N", "8", "batch inference: images per forward pass (1..64)"},
+    {"batch-checkpoint-images", NULL, "N", "256", "batch inference: checkpoint at least every N images"},
     {"keep-work", NULL, NULL, NULL, "keep each job's local folder after it ends"},
     {"create-topics", NULL, NULL, NULL,
      "create the topics at start (jobs/events with --partitions partitions)"},
@@ -44,7 +46,8 @@ static const lt_opt_spec specs[] = {
 };
 
 static const char summary[] =
-    "Runs training jobs from Kafka: joins the worker group on <prefix>jobs, downloads data sets from "
+    "Runs training and batch-inference jobs from Kafka: joins the worker group on <prefix>jobs, downloads "
+    "data sets from "
     "storage,\n"
     "trains, uploads checkpoints and models, reports events on <prefix>events (docs/messages.md).\n"
     "Other librdkafka settings: LATHE_KAFKA_<PROPERTY> variables, e.g. "
@@ -67,7 +70,8 @@ int cmd_worker(int argc, char **argv) {
     lt_worker_opts_init(&o);
     int64_t max_attempts = o.max_attempts, retry = o.retry_base_ms, progress = o.progress_interval_ms,
             poll = o.poll_ms, max_poll = o.max_poll_interval_ms, msg_timeout = o.message_timeout_ms,
-            ckpt = o.checkpoint_steps, sretries = 5, partitions = 8;
+            ckpt = o.checkpoint_steps, sretries = 5, partitions = 8, bsize = o.batch_size,
+            bckpt = o.batch_checkpoint_images;
     if (lt_kafka_config_init(&o.kafka, &err) != LT_OK ||
         lt_kafka_config_set(&o.kafka, lt_opts_get(&opts, "brokers"), lt_opts_get(&opts, "topic-prefix"),
                             &err) != LT_OK ||
@@ -79,7 +83,9 @@ int cmd_worker(int argc, char **argv) {
         lt_opts_int(&opts, "poll-ms", 1, 100, &poll, &err) != LT_OK ||
         lt_opts_int(&opts, "max-poll-interval-ms", 10000, 86400000, &max_poll, &err) != LT_OK ||
         lt_opts_int(&opts, "message-timeout-ms", 1000, 3600000, &msg_timeout, &err) != LT_OK ||
-        lt_opts_int(&opts, "checkpoint-steps", 0, INT64_MAX, &ckpt, &err) != LT_OK) {
+        lt_opts_int(&opts, "checkpoint-steps", 0, INT64_MAX, &ckpt, &err) != LT_OK ||
+        lt_opts_int(&opts, "batch-size", 1, 64, &bsize, &err) != LT_OK ||
+        lt_opts_int(&opts, "batch-checkpoint-images", 1, 1000000000, &bckpt, &err) != LT_OK) {
         lt_opts_free(&opts);
         return cli_usage_error("worker", "%s", err.msg);
     }
@@ -107,6 +113,8 @@ int cmd_worker(int argc, char **argv) {
     o.max_poll_interval_ms = (int)max_poll;
     o.message_timeout_ms = (int)msg_timeout;
     o.checkpoint_steps = ckpt;
+    o.batch_size = (int)bsize;
+    o.batch_checkpoint_images = (int)bckpt;
     o.keep_work = lt_opts_bool(&opts, "keep-work");
     o.create_topics = lt_opts_bool(&opts, "create-topics");
     o.kafka.jobs_partitions = (int)partitions;

@@ -176,6 +176,7 @@ void lt_msg_job_free(lt_msg_job *job) {
     free(job->algorithm);
     free(job->dataset);
     free(job->output);
+    free(job->model);
     cJSON_Delete(job->hyperparameters);
     free(job->submitted_at);
     memset(job, 0, sizeof *job);
@@ -183,22 +184,27 @@ void lt_msg_job_free(lt_msg_job *job) {
 
 /* Validates the members of a parsed job object and copies them into out. */
 static lt_status job_from_json(const cJSON *root, lt_msg_job *out, lt_err *err) {
-    const char *what = "job", *type, *id, *name, *algorithm, *dataset, *output, *submitted;
+    const char *what = "job", *type, *id, *name, *algorithm, *dataset, *output, *submitted, *model = NULL;
     lt_status st;
     memset(out, 0, sizeof *out);
     if ((st = check_schema(root, what, err)) != LT_OK) return st;
     if ((st = get_str(root, what, "type", 1, 1, &type, err)) != LT_OK) return st;
     /* "noop": the dispatch benchmark's jobs (a scheduler started with --allow-noop sends them) */
-    if (strcmp(type, "training") != 0 && strcmp(type, "noop") != 0)
+    int batch = !strcmp(type, "batch-inference");
+    if (strcmp(type, "training") != 0 && strcmp(type, "noop") != 0 && !batch)
         return lt_errorf(err, LT_ERR_FORMAT,
-                         "job: field \"type\" is \"%.64s\"; this worker runs \"training\" jobs only", type);
+                         "job: field \"type\" is \"%.64s\"; this worker runs \"training\" and "
+                         "\"batch-inference\" jobs only",
+                         type);
     if ((st = get_str(root, what, "id", 1, 1, &id, err)) != LT_OK) return st;
     if (lt_msg_check_id(id, NULL) != LT_OK)
         return lt_errorf(
             err, LT_ERR_FORMAT,
             "job: field \"id\" must be 1 to 128 of letters, digits, '.', '_', '-' (got \"%.64s\")", id);
     if ((st = get_str(root, what, "name", 0, 0, &name, err)) != LT_OK) return st;
-    if ((st = get_str(root, what, "algorithm", 1, 1, &algorithm, err)) != LT_OK) return st;
+    /* a batch inference's algorithm is its model's (config.json), so the message need not name it */
+    if ((st = get_str(root, what, "algorithm", !batch, !batch, &algorithm, err)) != LT_OK) return st;
+    if (batch && (st = get_str(root, what, "model", 1, 1, &model, err)) != LT_OK) return st;
     if ((st = get_str(root, what, "dataset", 1, 1, &dataset, err)) != LT_OK) return st;
     if ((st = get_str(root, what, "output", 1, 1, &output, err)) != LT_OK) return st;
     if ((st = get_str(root, what, "submitted_at", 0, 0, &submitted, err)) != LT_OK) return st;
@@ -211,9 +217,14 @@ static lt_status job_from_json(const cJSON *root, lt_msg_job *out, lt_err *err) 
     out->type = strdup(type);
     out->id = strdup(id);
     out->name = strdup(name ? name : "");
-    out->algorithm = strdup(algorithm);
+    out->algorithm = strdup(algorithm ? algorithm : "");
     out->dataset = strdup(dataset);
     out->output = strdup(output);
+    if (model && !(out->model = strdup(model))) {
+        cJSON_Delete(hp);
+        lt_msg_job_free(out);
+        return lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+    }
     out->submitted_at = strdup(submitted ? submitted : "");
     out->hyperparameters = hp;
     if (!out->type || !out->id || !out->name || !out->algorithm || !out->dataset || !out->output ||
@@ -244,6 +255,7 @@ lt_status lt_msg_job_encode(const lt_msg_job *job, char **json, lt_err *err) {
     cJSON_AddStringToObject(root, "algorithm", job->algorithm ? job->algorithm : "");
     cJSON_AddStringToObject(root, "dataset", job->dataset ? job->dataset : "");
     cJSON_AddStringToObject(root, "output", job->output ? job->output : "");
+    if (job->model) cJSON_AddStringToObject(root, "model", job->model);
     cJSON_AddItemToObject(root, "hyperparameters",
                           job->hyperparameters ? cJSON_Duplicate(job->hyperparameters, 1)
                                                : cJSON_CreateObject());

@@ -8,6 +8,8 @@
  * Message kinds:
  *   <p>jobs     lt_msg_job       {"schema":1,"type":"training","id","name","algorithm","dataset","output",
  *                                 "hyperparameters":{...},"submitted_at"}
+ *                                {"schema":1,"type":"batch-inference","id","name","model","dataset","output",
+ *                                 "submitted_at"} (algorithm optional: the model's config.json decides)
  *   <p>control  lt_msg_control   {"schema":1,"type":"cancel","id"}
  *   <p>events   lt_msg_event     {"schema":1,"job_id","type","worker","attempt","time", ...type's fields}
  * This file knows nothing about Kafka (kafka.h does); the structs own their strings and JSON values. */
@@ -24,12 +26,14 @@
 
 /* A job request on <p>jobs (key = id). Every string is malloc'd and owned; free with lt_msg_job_free. */
 typedef struct {
-    char *type;             /* "training" (the only type yet; issue 5 adds "batch-inference") */
+    char *type;             /* "training", "batch-inference" or "noop" (the dispatch benchmark's) */
     char *id;               /* job id: [A-Za-z0-9._-], 1..128 characters (it names storage folders) */
     char *name;             /* display name; "" when absent */
-    char *algorithm;        /* "image-classification", ... (checked by the worker, not here) */
-    char *dataset;          /* storage URI of the data set folder */
+    char *algorithm;        /* "image-classification", ... (checked by the worker, not here); "" when absent
+                               (batch-inference only) */
+    char *dataset;          /* storage URI of the data set folder (batch-inference: a folder of images) */
     char *output;           /* storage URI of the output folder */
+    char *model;            /* batch-inference: storage URI of the model directory (required); else NULL */
     cJSON *hyperparameters; /* object (possibly empty); values checked by the worker */
     char *submitted_at;     /* RFC 3339; "" when absent */
 } lt_msg_job;

@@ -15,7 +15,31 @@ static const int counted_codes[LT_SCHED_CODES] = {200, 201, 202, 400, 401, 404, 
                                                   409, 413, 422, 500, 503, 504};
 
 static const char *const route_names[LT_ROUTE_COUNT] = {
-    "submit", "list", "get", "cancel", "health", "metrics", "models", "endpoints", "inference", "other"};
+    "submit",       "list",       "get",       "cancel",       "health", "metrics", "models", "endpoints",
+    "inference",    "batch_submit", "batch_list", "batch_get", "batch_cancel", "other"};
+
+/* The job types behind the /v1/<collection> routes: one record table, one state machine, one set of
+ * handlers; a record is only visible under its own type's routes. */
+typedef struct {
+    const char *type;       /* record type ("training" matches records without one) */
+    const char *noun;       /* in messages: "training", "batch inference" */
+    const char *collection; /* the list's member: "trainings", "batch_inferences" */
+    lt_sched_route submit, list, get, cancel;
+} job_kind;
+
+static const job_kind kind_training = {"training",    "training",   "trainings",    LT_ROUTE_SUBMIT,
+                                       LT_ROUTE_LIST, LT_ROUTE_GET, LT_ROUTE_CANCEL};
+static const job_kind kind_batch = {LT_JOB_TYPE_BATCH,     "batch inference",   "batch_inferences",
+                                    LT_ROUTE_BATCH_SUBMIT, LT_ROUTE_BATCH_LIST, LT_ROUTE_BATCH_GET,
+                                    LT_ROUTE_BATCH_CANCEL};
+
+static int is_kind(const lt_job *j, const job_kind *k) {
+    return !strcmp(j->type ? j->type : "training", k->type);
+}
+
+static const char *noun_of(const lt_job *j) {
+    return LT_JOB_IS_BATCH(j) ? kind_batch.noun : kind_training.noun;
+}
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -132,33 +156,45 @@ static int replay_idempotent(lt_sched *s, const lt_sched_request *rq, const char
     cJSON *o = same ? id_state(j->id, j->state) : NULL;
     char id[LT_JOB_ID_MAX];
     snprintf(id, sizeof id, "%s", j->id);
+    const char *noun = noun_of(j);
     lt_table_unlock(s->table);
     if (same)
         respond_json(rs, 200, o);
     else
         respond_error(
             rs, 422,
-            "Idempotency-Key: already used by training %s with a different request; use a new key to "
-            "submit another training",
-            id);
+            "Idempotency-Key: already used by %s %s with a different request; use a new key to submit "
+            "another job",
+            noun, id);
     return 1;
 }
 
-static void handle_submit(lt_sched *s, const lt_sched_request *rq, lt_sched_response *rs) {
+/* lt_submit_prepare or lt_submit_prepare_batch by kind; *http is the status of a failure. */
+static lt_status prepare(const job_kind *k, const lt_sched_request *rq, const char *id,
+                         const lt_submit_opts *o, lt_job **job, cJSON **msg, int *http, lt_err *err) {
+    if (k == &kind_batch) return lt_submit_prepare_batch(rq->body, rq->body_len, id, o, job, msg, http, err);
+    lt_status st = lt_submit_prepare(rq->body, rq->body_len, id, o, job, msg, err);
+    *http = st == LT_ERR_ARG ? 400 : st == LT_ERR_IO ? 503 : 500;
+    return st;
+}
+
+static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request *rq, lt_sched_response *rs) {
     if (rq->idempotency_key && !valid_idempotency_key(rq->idempotency_key)) {
         respond_error(rs, 400, "Idempotency-Key: must be 1 to 255 visible ASCII characters");
         return;
     }
     char id[LT_JOB_ID_MAX];
     lt_submit_new_id(id);
+    if (k == &kind_batch) id[0] = 'b', id[1] = 'i'; /* "bi-": a batch inference's id says what it is */
     lt_job *job = NULL;
     cJSON *msg = NULL;
     lt_err err = {{0}};
+    int http = 500;
     if (rq->idempotency_key) {
         /* a replay is judged without listing the data set again: only the request's hash matters */
         lt_submit_opts quick = s->submit;
         quick.check_dataset = 0;
-        lt_status st = lt_submit_prepare(rq->body, rq->body_len, id, &quick, &job, &msg, &err);
+        lt_status st = prepare(k, rq, id, &quick, &job, &msg, &http, &err);
         if (st == LT_OK) {
             int answered = replay_idempotent(s, rq, job->request_hash, rs);
             lt_job_destroy(job);
@@ -168,9 +204,9 @@ static void handle_submit(lt_sched *s, const lt_sched_request *rq, lt_sched_resp
             if (answered) return;
         }
     }
-    lt_status st = lt_submit_prepare(rq->body, rq->body_len, id, &s->submit, &job, &msg, &err);
+    lt_status st = prepare(k, rq, id, &s->submit, &job, &msg, &http, &err);
     if (st != LT_OK) {
-        respond_error(rs, st == LT_ERR_ARG ? 400 : st == LT_ERR_IO ? 503 : 500, "%s", err.msg);
+        respond_error(rs, http, "%s", err.msg);
         return;
     }
     char *msg_text = cJSON_PrintUnformatted(msg);
@@ -222,25 +258,26 @@ static void handle_submit(lt_sched *s, const lt_sched_request *rq, lt_sched_resp
         lt_err terr = {{0}};
         s->bus.persist(s->bus.ctx, id, NULL, NULL, &terr); /* best effort: a tombstone for the record */
         lt_table_unlock(s->table);
-        respond_error(rs, 503, "could not queue the training (Kafka unavailable): %s", err.msg);
+        respond_error(rs, 503, "could not queue the %s (Kafka unavailable): %s", k->noun, err.msg);
         return;
     }
     atomic_fetch_add(&s->m.submitted, 1);
     respond_json(rs, 201, id_state(id, LT_JOB_QUEUED));
 }
 
-static void handle_get(lt_sched *s, const char *id, lt_sched_response *rs) {
+static void handle_get(lt_sched *s, const job_kind *k, const char *id, lt_sched_response *rs) {
     lt_table_lock(s->table);
     lt_job *j = lt_table_find(s->table, id);
+    if (j && !is_kind(j, k)) j = NULL;
     cJSON *o = j ? lt_job_to_json(j) : NULL;
     lt_table_unlock(s->table);
     if (!j)
-        respond_error(rs, 404, "no training with id '%s'", id);
+        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
     else
         respond_json(rs, 200, o);
 }
 
-static void handle_list(lt_sched *s, const lt_sched_request *rq, lt_sched_response *rs) {
+static void handle_list(lt_sched *s, const job_kind *k, const lt_sched_request *rq, lt_sched_response *rs) {
     int state = -1;
     if (rq->state && rq->state[0]) {
         char up[16] = "";
@@ -267,7 +304,7 @@ static void handle_list(lt_sched *s, const lt_sched_request *rq, lt_sched_respon
     }
     size_t total = 0;
     lt_table_lock(s->table);
-    cJSON *arr = lt_table_list(s->table, state, limit, &total);
+    cJSON *arr = lt_table_list_type(s->table, k->type, state, limit, &total);
     lt_table_unlock(s->table);
     cJSON *o = cJSON_CreateObject();
     if (!o || !arr) {
@@ -276,22 +313,23 @@ static void handle_list(lt_sched *s, const lt_sched_request *rq, lt_sched_respon
         respond_error(rs, 500, "out of memory");
         return;
     }
-    cJSON_AddItemToObject(o, "trainings", arr);
+    cJSON_AddItemToObject(o, k->collection, arr);
     cJSON_AddNumberToObject(o, "total", (double)total);
     respond_json(rs, 200, o);
 }
 
-static void handle_cancel(lt_sched *s, const char *id, lt_sched_response *rs) {
+static void handle_cancel(lt_sched *s, const job_kind *k, const char *id, lt_sched_response *rs) {
     lt_table_lock(s->table);
     lt_job *j = lt_table_find(s->table, id);
+    if (j && !is_kind(j, k)) j = NULL;
     lt_job_state st = j ? j->state : LT_JOB_QUEUED;
     lt_table_unlock(s->table);
     if (!j) {
-        respond_error(rs, 404, "no training with id '%s'", id);
+        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
         return;
     }
     if (lt_job_state_is_final(st)) {
-        respond_error(rs, 409, "training %s is already %s", id, lt_job_state_name(st));
+        respond_error(rs, 409, "%s %s is already %s", k->noun, id, lt_job_state_name(st));
         return;
     }
     /* workers hear of it first, so by the time the record says CANCELLED no worker can miss the message */
@@ -320,7 +358,7 @@ static void handle_cancel(lt_sched *s, const char *id, lt_sched_response *rs) {
     if (pst != LT_OK) atomic_fetch_add(&s->m.persist_failures, 1);
     if (!j) {
         cJSON_Delete(o);
-        respond_error(rs, 404, "no training with id '%s'", id);
+        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
         return;
     }
     respond_json(rs, 200, o);
@@ -368,15 +406,59 @@ static void count(lt_sched *s, lt_sched_response *rs) {
     atomic_fetch_add(&s->m.requests[rs->route][k], 1);
 }
 
+/* Routes /v1/<collection>[/{id}[/cancel]] for one job kind; rest is the path after the collection. */
+static void route_jobs(lt_sched *s, const job_kind *k, const char *rest, const lt_sched_request *rq,
+                       lt_sched_response *rs) {
+    const char *path = rq->path;
+    int get = !strcmp(rq->method, "GET") || !strcmp(rq->method, "HEAD");
+    int post = !strcmp(rq->method, "POST");
+    char id[LT_JOB_ID_MAX];
+    const char *seg = rest[0] ? rest + 1 : rest;
+    const char *slash = strchr(seg, '/');
+    int is_collection = rest[0] == 0;
+    int is_cancel = slash && !strcmp(slash, "/cancel");
+    int is_item = !is_collection && !slash;
+    if (!is_collection && !((is_item && path_id(seg, strlen(seg), id)) ||
+                            (is_cancel && path_id(seg, (size_t)(slash - seg), id)))) {
+        respond_error(rs, 404, "no such resource: %.200s", path);
+    } else if (!authorized(s, rq)) {
+        rs->route = is_collection ? (post ? k->submit : k->list) : is_cancel ? k->cancel : k->get;
+        respond_error(rs, 401,
+                      "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
+        rs->www_auth = "Bearer realm=\"lathe\"";
+    } else if (!atomic_load(&s->ready)) {
+        rs->route = is_collection ? (post ? k->submit : k->list) : is_cancel ? k->cancel : k->get;
+        respond_error(rs, 503, "the scheduler is starting: loading the job state from Kafka");
+    } else if (is_collection) {
+        rs->route = post ? k->submit : k->list;
+        if (post)
+            handle_submit(s, k, rq, rs);
+        else if (get)
+            handle_list(s, k, rq, rs);
+        else
+            rs->allow = "GET, HEAD, POST";
+    } else if (is_cancel) {
+        rs->route = k->cancel;
+        if (post)
+            handle_cancel(s, k, id, rs);
+        else
+            rs->allow = "POST";
+    } else {
+        rs->route = k->get;
+        if (get)
+            handle_get(s, k, id, rs);
+        else
+            rs->allow = "GET, HEAD";
+    }
+}
+
 void lt_sched_handle(lt_sched *s, const lt_sched_request *rq, lt_sched_response *rs) {
     memset(rs, 0, sizeof *rs);
     rs->route = LT_ROUTE_OTHER;
     const char *path = rq->path ? rq->path : "";
     int get = !strcmp(rq->method, "GET") || !strcmp(rq->method, "HEAD");
-    int post = !strcmp(rq->method, "POST");
-    static const char trainings[] = "/v1/trainings";
-    const size_t tl = sizeof trainings - 1;
-    char id[LT_JOB_ID_MAX];
+    static const char trainings[] = "/v1/trainings", batches[] = "/v1/batch-inferences";
+    const size_t tl = sizeof trainings - 1, bl = sizeof batches - 1;
 
     if (!strcmp(path, "/v1/health")) {
         rs->route = LT_ROUTE_HEALTH;
@@ -391,48 +473,9 @@ void lt_sched_handle(lt_sched *s, const lt_sched_request *rq, lt_sched_response 
         else
             rs->allow = "GET, HEAD";
     } else if (!strncmp(path, trainings, tl) && (path[tl] == 0 || path[tl] == '/')) {
-        const char *rest = path + tl;
-        const char *seg = rest[0] ? rest + 1 : rest;
-        const char *slash = strchr(seg, '/');
-        int is_collection = rest[0] == 0;
-        int is_cancel = slash && !strcmp(slash, "/cancel");
-        int is_item = !is_collection && !slash;
-        if (!is_collection && !((is_item && path_id(seg, strlen(seg), id)) ||
-                                (is_cancel && path_id(seg, (size_t)(slash - seg), id)))) {
-            respond_error(rs, 404, "no such resource: %.200s", path);
-        } else if (!authorized(s, rq)) {
-            rs->route = is_collection ? (post ? LT_ROUTE_SUBMIT : LT_ROUTE_LIST)
-                        : is_cancel   ? LT_ROUTE_CANCEL
-                                      : LT_ROUTE_GET;
-            respond_error(rs, 401,
-                          "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
-            rs->www_auth = "Bearer realm=\"lathe\"";
-        } else if (!atomic_load(&s->ready)) {
-            rs->route = is_collection ? (post ? LT_ROUTE_SUBMIT : LT_ROUTE_LIST)
-                        : is_cancel   ? LT_ROUTE_CANCEL
-                                      : LT_ROUTE_GET;
-            respond_error(rs, 503, "the scheduler is starting: loading the job state from Kafka");
-        } else if (is_collection) {
-            rs->route = post ? LT_ROUTE_SUBMIT : LT_ROUTE_LIST;
-            if (post)
-                handle_submit(s, rq, rs);
-            else if (get)
-                handle_list(s, rq, rs);
-            else
-                rs->allow = "GET, HEAD, POST";
-        } else if (is_cancel) {
-            rs->route = LT_ROUTE_CANCEL;
-            if (post)
-                handle_cancel(s, id, rs);
-            else
-                rs->allow = "POST";
-        } else {
-            rs->route = LT_ROUTE_GET;
-            if (get)
-                handle_get(s, id, rs);
-            else
-                rs->allow = "GET, HEAD";
-        }
+        route_jobs(s, &kind_training, path + tl, rq, rs);
+    } else if (!strncmp(path, batches, bl) && (path[bl] == 0 || path[bl] == '/')) {
+        route_jobs(s, &kind_batch, path + bl, rq, rs);
     } else if (s->registry && lt_registry_owns(path, &rs->route)) {
         if (!authorized(s, rq)) {
             respond_error(rs, 401,

@@ -33,16 +33,20 @@ typedef struct {
 
 /* Routes of the API, for the request counters. */
 typedef enum {
-    LT_ROUTE_SUBMIT = 0, /* POST /v1/trainings */
-    LT_ROUTE_LIST,       /* GET /v1/trainings */
-    LT_ROUTE_GET,        /* GET /v1/trainings/{id} */
-    LT_ROUTE_CANCEL,     /* POST /v1/trainings/{id}/cancel */
-    LT_ROUTE_HEALTH,     /* GET /v1/health */
-    LT_ROUTE_METRICS,    /* GET /metrics */
-    LT_ROUTE_MODELS,     /* /v1/models... (registry.h) */
-    LT_ROUTE_ENDPOINTS,  /* /v1/endpoints... but inference */
-    LT_ROUTE_INFERENCE,  /* POST /v1/endpoints/{name}[/stages/{stage}]/inference */
-    LT_ROUTE_OTHER,      /* anything else (404/405) */
+    LT_ROUTE_SUBMIT = 0,   /* POST /v1/trainings */
+    LT_ROUTE_LIST,         /* GET /v1/trainings */
+    LT_ROUTE_GET,          /* GET /v1/trainings/{id} */
+    LT_ROUTE_CANCEL,       /* POST /v1/trainings/{id}/cancel */
+    LT_ROUTE_HEALTH,       /* GET /v1/health */
+    LT_ROUTE_METRICS,      /* GET /metrics */
+    LT_ROUTE_MODELS,       /* /v1/models... (registry.h) */
+    LT_ROUTE_ENDPOINTS,    /* /v1/endpoints... but inference */
+    LT_ROUTE_INFERENCE,    /* POST /v1/endpoints/{name}[/stages/{stage}]/inference */
+    LT_ROUTE_BATCH_SUBMIT, /* POST /v1/batch-inferences */
+    LT_ROUTE_BATCH_LIST,   /* GET /v1/batch-inferences */
+    LT_ROUTE_BATCH_GET,    /* GET /v1/batch-inferences/{id} */
+    LT_ROUTE_BATCH_CANCEL, /* POST /v1/batch-inferences/{id}/cancel */
+    LT_ROUTE_OTHER,        /* anything else (404/405) */
     LT_ROUTE_COUNT
 } lt_sched_route;
 
@@ -67,7 +71,8 @@ typedef struct {
     lt_sched_bus bus;      /* borrowed context */
     lt_submit_opts submit; /* storage_root and storage_opts borrowed */
     char *api_token;       /* owned; NULL or "" = no auth */
-    size_t list_limit;     /* most records GET /v1/trainings returns (default 100, ?limit= up to 1000) */
+    size_t list_limit;     /* most records GET /v1/trainings (and /v1/batch-inferences) returns (default 100,
+                              ?limit= up to 1000) */
     atomic_int ready;      /* 1 once the state has been rebuilt (health says "starting" before) */
     int64_t started_ms;    /* wall clock at create, for uptime */
     lt_sched_metrics m;

@@ -33,6 +33,9 @@ lt_job *lt_job_create(const char *id) {
 
 void lt_job_destroy(lt_job *j) {
     if (!j) return;
+    free(j->type);
+    free(j->model);
+    free(j->model_uri);
     free(j->name);
     free(j->algorithm);
     free(j->dataset);
@@ -52,14 +55,17 @@ lt_job *lt_job_clone(const lt_job *src) {
     if (!j) return NULL;
     *j = *src;
     /* every owned pointer is re-made; on failure the half copy frees only what it owns */
+    j->type = j->model = j->model_uri = NULL;
     j->name = j->algorithm = j->dataset = j->output = j->worker = j->checkpoint_uri = j->error =
         j->idempotency_key = NULL;
     j->hyperparameters = j->metrics = j->evaluations = NULL;
-    int ok =
-        lt_job_set_str(&j->name, src->name) && lt_job_set_str(&j->algorithm, src->algorithm) &&
-        lt_job_set_str(&j->dataset, src->dataset) && lt_job_set_str(&j->output, src->output) &&
-        lt_job_set_str(&j->worker, src->worker) && lt_job_set_str(&j->checkpoint_uri, src->checkpoint_uri) &&
-        lt_job_set_str(&j->error, src->error) && lt_job_set_str(&j->idempotency_key, src->idempotency_key);
+    int ok = lt_job_set_str(&j->type, src->type) && lt_job_set_str(&j->model, src->model) &&
+             lt_job_set_str(&j->model_uri, src->model_uri) && lt_job_set_str(&j->name, src->name) &&
+             lt_job_set_str(&j->algorithm, src->algorithm) && lt_job_set_str(&j->dataset, src->dataset) &&
+             lt_job_set_str(&j->output, src->output) && lt_job_set_str(&j->worker, src->worker) &&
+             lt_job_set_str(&j->checkpoint_uri, src->checkpoint_uri) &&
+             lt_job_set_str(&j->error, src->error) &&
+             lt_job_set_str(&j->idempotency_key, src->idempotency_key);
     if (ok && src->hyperparameters)
         ok = (j->hyperparameters = cJSON_Duplicate(src->hyperparameters, 1)) != NULL;
     if (ok && src->metrics) ok = (j->metrics = cJSON_Duplicate(src->metrics, 1)) != NULL;
@@ -95,8 +101,12 @@ static int add(cJSON *obj, const char *name, cJSON *item) {
 cJSON *lt_job_to_json(const lt_job *j) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
+    int batch = LT_JOB_IS_BATCH(j);
     int ok = add(o, "id", cJSON_CreateString(j->id)) &&
+             add(o, "type", cJSON_CreateString(j->type ? j->type : "training")) &&
              add(o, "name", cJSON_CreateString(j->name ? j->name : "")) &&
+             (!batch ||
+              (add(o, "model", str_or_null(j->model)) && add(o, "model_uri", str_or_null(j->model_uri)))) &&
              add(o, "algorithm", str_or_null(j->algorithm)) && add(o, "dataset", str_or_null(j->dataset)) &&
              add(o, "output", str_or_null(j->output)) &&
              add(o, "hyperparameters", dup_or_null(j->hyperparameters)) &&
@@ -105,7 +115,10 @@ cJSON *lt_job_to_json(const lt_job *j) {
     if (ok) {
         cJSON *p = j->has_progress ? cJSON_CreateObject() : cJSON_CreateNull();
         ok = add(o, "progress", p);
-        if (ok && j->has_progress)
+        if (ok && j->has_progress && batch)
+            ok = add(p, "images_done", cJSON_CreateNumber((double)j->step)) &&
+                 add(p, "images_total", cJSON_CreateNumber((double)j->total_steps));
+        else if (ok && j->has_progress)
             ok = add(p, "step", cJSON_CreateNumber((double)j->step)) &&
                  add(p, "total_steps", cJSON_CreateNumber((double)j->total_steps)) &&
                  add(p, "epoch", cJSON_CreateNumber(j->epoch));
@@ -173,7 +186,11 @@ lt_status lt_job_from_json(const cJSON *o, lt_job **out, lt_err *err) {
     if (!j) return lt_errorf(err, LT_ERR_NOMEM, "out of memory");
     j->state = st;
     const char *name = get_str(o, "name", &bad);
-    int ok = lt_job_set_str(&j->name, name && name[0] ? name : NULL) &&
+    const char *type = get_str(o, "type", &bad);
+    int ok = lt_job_set_str(&j->type, type && strcmp(type, "training") ? type : NULL) &&
+             lt_job_set_str(&j->model, get_str(o, "model", &bad)) &&
+             lt_job_set_str(&j->model_uri, get_str(o, "model_uri", &bad)) &&
+             lt_job_set_str(&j->name, name && name[0] ? name : NULL) &&
              lt_job_set_str(&j->algorithm, get_str(o, "algorithm", &bad)) &&
              lt_job_set_str(&j->dataset, get_str(o, "dataset", &bad)) &&
              lt_job_set_str(&j->output, get_str(o, "output", &bad)) &&
@@ -186,8 +203,9 @@ lt_status lt_job_from_json(const cJSON *o, lt_job **out, lt_err *err) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "progress");
     if (cJSON_IsObject(p)) {
         j->has_progress = 1;
-        if (get_num(p, "step", &d) > 0) j->step = (int64_t)d;
-        if (get_num(p, "total_steps", &d) > 0) j->total_steps = (int64_t)d;
+        if (get_num(p, LT_JOB_IS_BATCH(j) ? "images_done" : "step", &d) > 0) j->step = (int64_t)d;
+        if (get_num(p, LT_JOB_IS_BATCH(j) ? "images_total" : "total_steps", &d) > 0)
+            j->total_steps = (int64_t)d;
         if (get_num(p, "epoch", &d) > 0) j->epoch = d;
     }
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "checkpoint");

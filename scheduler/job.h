@@ -18,18 +18,26 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <string.h>
 
 /* lt_job_state, lt_job_state_name/_parse/_is_final and the events come from messaging/messages.h. */
 
 #define LT_JOB_ID_MAX 129 /* ids are 1..128 characters (lt_msg_check_id) */
 #define LT_JOB_TIME_MAX 32
+#define LT_JOB_TYPE_BATCH "batch-inference"
+
+/* 1 when j is a batch inference (its progress counts images: step = images done, total_steps = images). */
+#define LT_JOB_IS_BATCH(j) ((j)->type && !strcmp((j)->type, LT_JOB_TYPE_BATCH))
 
 typedef struct {
     char id[LT_JOB_ID_MAX]; /* "tr-" + 20 hex digits for jobs the scheduler made */
-    char *name;             /* user label; "" when not given */
-    char *algorithm;        /* "image-classification", ... */
-    char *dataset;          /* storage URI of the data set folder */
-    char *output;           /* storage URI of the output folder */
+    char *type;             /* job type: NULL for "training", else "batch-inference" (LT_JOB_TYPE_BATCH) */
+    char *model;     /* batch-inference: the model as submitted (a registry name or a URI); else NULL */
+    char *model_uri; /* batch-inference: the model directory's storage URI; else NULL */
+    char *name;      /* user label; "" when not given */
+    char *algorithm; /* "image-classification", ... */
+    char *dataset;   /* storage URI of the data set folder */
+    char *output;    /* storage URI of the output folder */
     cJSON *hyperparameters; /* every hyperparameter's value (defaults filled in); may be NULL */
     lt_job_state state;
     int attempt;               /* newest attempt seen (the worker counts them), 0 before the first */

@@ -734,3 +734,19 @@ char *lt_registry_metrics_text(lt_registry *r) {
         (long long)atomic_load(&r->persist_failures));
     return buf;
 }
+
+int lt_registry_resolve_model(void *ctx, const char *name, char *uri, size_t cap, lt_err *err) {
+    lt_registry *r = ctx;
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    const lt_reg_model *m = lt_reg_find_model(r, name);
+    if (m && strlen(m->uri) < cap) {
+        memcpy(uri, m->uri, strlen(m->uri) + 1);
+        found = 1;
+    } else if (m) {
+        lt_errorf(err, LT_ERR_ARG, "model %s: its URI is longer than %zu bytes", name, cap - 1);
+        found = -1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}

@@ -82,4 +82,9 @@ void lt_registry_handle(lt_registry *r, lt_sched *s, const lt_sched_request *rq,
 /* Prometheus lines (gauges of models and endpoints by state, inference outcomes); malloc'd, NULL on OOM. */
 char *lt_registry_metrics_text(lt_registry *r);
 
+/* The batch-inference submission's model-name resolver (submit.h's lt_submit_opts.resolve_model; ctx is the
+ * registry): 1 with the model directory's URI in uri, 0 when no model has that name, -1 with err set when the
+ * URI does not fit in cap. */
+int lt_registry_resolve_model(void *ctx, const char *name, char *uri, size_t cap, lt_err *err);
+
 #endif

@@ -368,7 +368,9 @@ static void republish(lt_scheduler *s) {
     cJSON_ArrayForEach(r, all) {
         const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "state"));
         if (!state || (strcmp(state, "QUEUED") && strcmp(state, "RUNNING"))) continue;
-        lt_msg_job j = {.type = "training",
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "type"));
+        lt_msg_job j = {.type = type ? (char *)type : "training",
+                        .model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "model_uri")),
                         .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
                         .name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "name")),
                         .algorithm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "algorithm")),
@@ -499,7 +501,9 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
     lt_submit_opts sub = {.storage_root = s->storage,
                           .storage_opts = &s->storage_opts,
                           .check_dataset = o->check_dataset,
-                          .allow_noop = o->allow_noop};
+                          .allow_noop = o->allow_noop,
+                          .resolve_model = o->resolve_model,
+                          .resolve_model_ctx = o->resolve_model_ctx};
     if (lt_sched_init(&s->core, &bus, &sub, o->api_token, err) != LT_OK) goto fail;
     lt_registry_opts ro = {.store = {.ctx = s, .put = registry_put, .wait = bus_wait},
                            .storage_root = s->storage,
@@ -509,6 +513,11 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
                            .quiet = o->quiet};
     if (!(s->registry = lt_registry_new(&ro, err))) goto fail;
     s->core.registry = s->registry;
+    s->gateway_fetch_wait_ms = o->gateway_fetch_wait_ms;
+    if (!s->core.submit.resolve_model) { /* batch inferences name their model as the registry knows it */
+        s->core.submit.resolve_model = lt_registry_resolve_model;
+        s->core.submit.resolve_model_ctx = s->registry;
+    }
     if (o->registry_dir && o->registry_dir[0]) {
         size_t n = 0;
         if (lt_registry_load_dir(s->registry, o->registry_dir, &n, err) != LT_OK) goto fail;
@@ -521,7 +530,6 @@ lt_scheduler *lt_scheduler_start(const lt_scheduler_opts *o, lt_err *err) {
         if (n) logf_(s, "%zu job record(s) loaded from %s", n, o->state_dir);
         if (!(s->mirror = lt_mirror_open(o->state_dir, err))) goto fail;
         s->republish = o->republish_unfinished;
-        s->gateway_fetch_wait_ms = o->gateway_fetch_wait_ms;
     }
     if (!(s->http = lt_http_start(&s->core, o->bind, o->port, err))) goto fail;
     if (pthread_create(&s->thread, NULL, run, s)) {

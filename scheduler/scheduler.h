@@ -35,6 +35,11 @@ typedef struct {
     int load_timeout_ms;      /* a stage's wait for a worker to load its model (0: 120000) */
     int gateway_fetch_wait_ms; /* the inference gateway's reply fetch wait (0: its default, 100; the mock
                                   cluster wants 1, see lt_gateway_opts) */
+    /* POST /v1/batch-inferences: resolves a model name to its model directory's URI (submit.h's
+     * lt_submit_opts.resolve_model: 1 found, 0 no such model -> 404, -1 failed -> 503). NULL: only storage
+     * URIs are accepted as "model". The lead wires it to the model registry. */
+    int (*resolve_model)(void *ctx, const char *name, char *uri, size_t cap, lt_err *err);
+    void *resolve_model_ctx;
 } lt_scheduler_opts;
 
 typedef struct lt_scheduler lt_scheduler;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -315,5 +316,174 @@ done:
     lt_job_destroy(job);
     free(dataset);
     free(output);
+    return st;
+}
+
+/* ---- batch inferences ---- */
+
+/* Whether a listing of the data set reaches one image (hidden entries skipped, as the worker does). */
+typedef struct {
+    int found;
+} image_scan;
+
+static int scan_image(void *ctx, const lt_storage_obj *obj) {
+    image_scan *is = ctx;
+    const char *key = obj->key, *base = strrchr(key, '/');
+    base = base ? base + 1 : key;
+    for (const char *p = key; *p; p++)
+        if ((p == key || p[-1] == '/') && *p == '.') return 0;
+    const char *dot = strrchr(base, '.');
+    if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"))) {
+        is->found = 1;
+        return 1; /* one is enough */
+    }
+    return 0;
+}
+
+/* The model directory has a config.json and the data set at least one image. LT_ERR_ARG (400) or LT_ERR_IO
+ * (503) naming the field. */
+static lt_status check_batch_inputs(const char *model, const char *dataset, const lt_submit_opts *o,
+                                    lt_err *err) {
+    lt_err serr = {{0}};
+    lt_storage *s = lt_storage_open(model, o->storage_opts, &serr);
+    if (!s) return lt_errorf(err, LT_ERR_ARG, "model: %s", serr.msg);
+    int exists = 0;
+    lt_status st = lt_storage_exists(s, "config.json", &exists, &serr);
+    lt_storage_close(s);
+    if (st == LT_ERR_IO) return lt_errorf(err, LT_ERR_IO, "model: storage unavailable: %s", serr.msg);
+    if (st != LT_OK || !exists)
+        return lt_errorf(err, LT_ERR_ARG,
+                         "model: %s has no config.json (expected a model directory, such as "
+                         "a training's output)",
+                         model);
+    if (!(s = lt_storage_open(dataset, o->storage_opts, &serr)))
+        return lt_errorf(err, LT_ERR_ARG, "dataset: %s", serr.msg);
+    image_scan is = {0};
+    st = lt_storage_list(s, "", scan_image, &is, &serr);
+    lt_storage_close(s);
+    if (st == LT_ERR_IO) return lt_errorf(err, LT_ERR_IO, "dataset: storage unavailable: %s", serr.msg);
+    if (st == LT_ERR_NOMEM) return lt_errorf(err, st, "out of memory");
+    if (st != LT_OK || !is.found)
+        return lt_errorf(err, LT_ERR_ARG, "dataset: no PNG or JPEG images under %s%s%s", dataset,
+                         st != LT_OK ? ": " : "", st != LT_OK ? serr.msg : "");
+    return LT_OK;
+}
+
+static lt_status check_batch_members(const cJSON *body, lt_err *err) {
+    static const char *const known[] = {"model", "dataset", "output", "name"};
+    for (const cJSON *m = body->child; m; m = m->next) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+            ok |= !strcmp(m->string, known[i]);
+        if (!ok)
+            return lt_errorf(err, LT_ERR_ARG,
+                             "%s: unknown field (valid fields are model, dataset, output, name)", m->string);
+    }
+    return LT_OK;
+}
+
+lt_status lt_submit_prepare_batch(const char *text, size_t len, const char *id, const lt_submit_opts *o,
+                                  lt_job **job_out, cJSON **msg_out, int *http, lt_err *err) {
+    *job_out = NULL;
+    *msg_out = NULL;
+    *http = 400;
+    lt_job *job = NULL;
+    cJSON *msg = NULL, *canon = NULL;
+    char *dataset = NULL, *output = NULL, *model_uri = NULL, *canon_text = NULL;
+    lt_status st = LT_OK;
+    cJSON *body = cJSON_ParseWithLength(text, len);
+    if (!body) return lt_errorf(err, LT_ERR_ARG, "body: not valid JSON");
+    const char *model_s, *dataset_s, *output_s, *name_s;
+    if (!cJSON_IsObject(body)) {
+        st = lt_errorf(err, LT_ERR_ARG, "body: must be a JSON object");
+        goto done;
+    }
+    if ((st = check_batch_members(body, err)) ||
+        (st = get_string(body, "model", 1, URI_MAX_LEN, &model_s, err)) ||
+        (st = get_string(body, "dataset", 1, URI_MAX_LEN, &dataset_s, err)) ||
+        (st = get_string(body, "output", 0, URI_MAX_LEN, &output_s, err)) ||
+        (st = get_string(body, "name", 0, NAME_MAX_LEN, &name_s, err)))
+        goto done;
+
+    /* a model is a storage URI when it looks like a path; a bare word is a registry name */
+    if (strchr(model_s, '/')) {
+        if (!(model_uri = lt_submit_resolve_uri(o->storage_root, model_s))) goto oom;
+    } else if (!o->resolve_model) {
+        st = lt_errorf(
+            err, LT_ERR_ARG,
+            "model: '%.200s' is not a storage URI (s3://..., file://..., a path) and this scheduler "
+            "has no model registry to look names up in",
+            model_s);
+        goto done;
+    } else {
+        char uri[URI_MAX_LEN + 1] = "";
+        lt_err rerr = {{0}};
+        int found = o->resolve_model(o->resolve_model_ctx, model_s, uri, sizeof uri, &rerr);
+        if (found < 0) {
+            *http = 503;
+            st = lt_errorf(err, LT_ERR_IO, "model: cannot look up '%.200s': %s", model_s, rerr.msg);
+            goto done;
+        }
+        if (found == 0 || !uri[0]) {
+            *http = 404;
+            st = lt_errorf(err, LT_ERR_ARG, "model: no model named '%.200s'", model_s);
+            goto done;
+        }
+        if (!(model_uri = lt_submit_resolve_uri(o->storage_root, uri))) goto oom;
+    }
+    char rel_out[LT_JOB_ID_MAX + 24];
+    snprintf(rel_out, sizeof rel_out, "batch-inferences/%s", id);
+    if (!(dataset = lt_submit_resolve_uri(o->storage_root, dataset_s))) goto oom;
+    if (!(output = output_s && output_s[0] ? lt_submit_resolve_uri(o->storage_root, output_s)
+                                           : lt_uri_join(o->storage_root, rel_out)))
+        goto oom;
+    if ((st = check_output_uri(output, o, err))) goto done;
+    if (o->check_dataset && (st = check_batch_inputs(model_uri, dataset, o, err))) {
+        if (st == LT_ERR_IO) *http = 503;
+        goto done;
+    }
+
+    char now[LT_JOB_TIME_MAX];
+    lt_job_now(now);
+    if (!(job = lt_job_create(id))) goto oom;
+    if (!lt_job_set_str(&job->type, LT_JOB_TYPE_BATCH) || !lt_job_set_str(&job->model, model_s) ||
+        !lt_job_set_str(&job->model_uri, model_uri) ||
+        !lt_job_set_str(&job->name, name_s && name_s[0] ? name_s : NULL) ||
+        !lt_job_set_str(&job->dataset, dataset) || !lt_job_set_str(&job->output, output))
+        goto oom;
+    snprintf(job->created_at, sizeof job->created_at, "%s", now);
+    snprintf(job->updated_at, sizeof job->updated_at, "%s", now);
+    if (!(canon = cJSON_CreateObject()) || !cJSON_AddStringToObject(canon, "type", LT_JOB_TYPE_BATCH) ||
+        !cJSON_AddStringToObject(canon, "model", model_s) ||
+        !cJSON_AddStringToObject(canon, "dataset", dataset_s) ||
+        !cJSON_AddStringToObject(canon, "output", output_s ? output_s : "") ||
+        !cJSON_AddStringToObject(canon, "name", name_s ? name_s : "") ||
+        !(canon_text = cJSON_PrintUnformatted(canon)))
+        goto oom;
+    snprintf(job->request_hash, sizeof job->request_hash, "%016llx", (unsigned long long)fnv1a(canon_text));
+    if (!(msg = cJSON_CreateObject()) || !cJSON_AddNumberToObject(msg, "schema", 1) ||
+        !cJSON_AddStringToObject(msg, "type", LT_JOB_TYPE_BATCH) || !cJSON_AddStringToObject(msg, "id", id) ||
+        !cJSON_AddStringToObject(msg, "name", job->name ? job->name : "") ||
+        !cJSON_AddStringToObject(msg, "model", model_uri) ||
+        !cJSON_AddStringToObject(msg, "dataset", dataset) ||
+        !cJSON_AddStringToObject(msg, "output", output) || !cJSON_AddStringToObject(msg, "submitted_at", now))
+        goto oom;
+    *job_out = job;
+    *msg_out = msg;
+    job = NULL;
+    msg = NULL;
+    goto done;
+oom:
+    *http = 500;
+    st = lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+done:
+    cJSON_Delete(body);
+    cJSON_Delete(canon);
+    cJSON_Delete(msg);
+    lt_job_destroy(job);
+    free(canon_text);
+    free(dataset);
+    free(output);
+    free(model_uri);
     return st;
 }

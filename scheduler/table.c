@@ -186,6 +186,15 @@ static int newest_first(const void *a, const void *b) {
 }
 
 cJSON *lt_table_list(const lt_table *t, int state, size_t limit, size_t *total) {
+    return lt_table_list_type(t, NULL, state, limit, total);
+}
+
+/* a record's type as lt_table_list_type compares it ("training" when the record has none) */
+static const char *type_of(const lt_job *j) {
+    return j->type ? j->type : "training";
+}
+
+cJSON *lt_table_list_type(const lt_table *t, const char *type, int state, size_t limit, size_t *total) {
     *total = 0;
     /* O(N log N) per call: fine for the thousands of jobs a console lists */
     lt_job **sel = malloc((t->by_id.n ? t->by_id.n : 1) * sizeof *sel);
@@ -194,7 +203,8 @@ cJSON *lt_table_list(const lt_table *t, int state, size_t limit, size_t *total) 
     size_t n = 0;
     for (size_t i = 0; i < t->by_id.cap; i++)
         for (const entry *e = t->by_id.buckets[i]; e; e = e->next)
-            if (state < 0 || (int)e->job->state == state) sel[n++] = e->job;
+            if ((state < 0 || (int)e->job->state == state) && (!type || !strcmp(type_of(e->job), type)))
+                sel[n++] = e->job;
     qsort(sel, n, sizeof *sel, newest_first);
     *total = n;
     for (size_t i = 0; i < n && i < limit; i++) {

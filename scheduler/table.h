@@ -39,5 +39,7 @@ void lt_table_counts(const lt_table *t, size_t counts[LT_JOB_STATE_COUNT]);
 /* A JSON array of records, newest first (by created_at, then id), only those in state `state` when it is
  * >= 0, at most limit. *total receives how many matched before the limit. NULL on OOM. */
 cJSON *lt_table_list(const lt_table *t, int state, size_t limit, size_t *total);
+/* The same, only records of job type `type` ("training" also matches records without a type); NULL: all. */
+cJSON *lt_table_list_type(const lt_table *t, const char *type, int state, size_t limit, size_t *total);
 
 #endif

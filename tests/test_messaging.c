@@ -95,7 +95,7 @@ static void test_jobs(void) {
         {"\"schema\":1", "\"schema\":2", "schema"},
         {"\"schema\":1", "\"schema\":\"1\"", "schema"},
         {"\"type\":\"training\",", "", "type"},
-        {"\"type\":\"training\"", "\"type\":\"batch-inference\"", "type"},
+        {"\"type\":\"training\"", "\"type\":\"evaluation\"", "type"},
         {"\"type\":\"training\"", "\"type\":7", "type"},
         {"\"id\":\"job-1\",", "", "id"},
         {"\"id\":\"job-1\"", "\"id\":\"\"", "id"},

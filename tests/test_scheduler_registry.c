@@ -5,6 +5,7 @@
  * the <p>registry topic and, on a fresh cluster, from the standalone mirror folder. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "fixtures.h"
 #include "gateway_double.h"
 #include "messaging/kafka.h"
 #include "messaging/mock.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *token = "reg-tok";
@@ -240,6 +242,23 @@ static void test_models(int port, const lt_kafka_config *c, const char *root, ch
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/models", "{\"name\":\"m1\",\"uri\":\"models/m1\"}", 409,
                  "exists already");
+
+    /* a batch inference names its model as the registry knows it: the record carries that model's URI */
+    char img[512];
+    snprintf(img, sizeof img, "%s/images", root);
+    mkdir(img, 0755);
+    snprintf(img, sizeof img, "%s/images/a.png", root);
+    CHECK(fixture_class_png(img, 8, 1, 3) == 1);
+    CHECK(http(port, "POST", "/v1/batch-inferences", "{\"model\":\"m1\",\"dataset\":\"images\"}", &r) == 201);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/batch-inferences/%s", get_str(r, "id"));
+    cJSON_Delete(r);
+    r = NULL;
+    CHECK(http(port, "GET", path, NULL, &r) == 200);
+    CHECK_MSG(r && !strcmp(get_str(r, "model_uri"), want), "model_uri %s", r ? get_str(r, "model_uri") : "?");
+    cJSON_Delete(r);
+    expect_error(port, "POST", "/v1/batch-inferences", "{\"model\":\"nope\",\"dataset\":\"images\"}", 404,
+                 "model");
     CHECK(http(port, "POST", "/v1/models", "{\"name\":\"mbad\",\"uri\":\"models/bad-model\"}", NULL) == 201);
 
     succeeded_training(port, c, root, train_id);

@@ -33,26 +33,8 @@ char *job_resolve_uri(const char *root, const char *uri) {
     return lt_uri_join(root, uri);
 }
 
-/* Everything one job's thread works with. */
-typedef struct {
-    job_run *r;
-    int64_t attempt;       /* this try's number (from <output>/.lathe/attempt) */
-    char *output_uri;      /* resolved output URI */
-    char *dataset_uri;     /* resolved data set URI */
-    char *job_dir;         /* <work_dir>/jobs/<id> */
-    char *local_dataset;   /* <job_dir>/dataset */
-    char *local_output;    /* <job_dir>/output */
-    lt_storage_opts sopts; /* shared options of both storage handles */
-    lt_storage *out;       /* output storage (this thread's own handle) */
-    double last_progress;  /* lt_now() of the last progress event */
-    lt_status upload_st;   /* first failed checkpoint upload (stops training), LT_OK otherwise */
-    lt_err upload_err;
-    lt_job_state final_state; /* SUCCEEDED or CANCELLED when a try ends with LT_OK */
-    char final_error[LT_ERR_MSG_MAX];
-} job_ctx;
-
 /* Encodes ev with this job's id, worker and attempt and produces it (waiting for delivery when sync). */
-static lt_status emit(job_ctx *c, lt_msg_event *ev, int sync, lt_err *err) {
+lt_status job_emit(job_ctx *c, lt_msg_event *ev, int sync, lt_err *err) {
     ev->job_id = c->r->job.id;
     ev->worker = (char *)c->r->worker_id;
     ev->attempt = c->attempt;
@@ -67,9 +49,9 @@ static lt_status emit(job_ctx *c, lt_msg_event *ev, int sync, lt_err *err) {
 }
 
 /* For events whose loss only costs the console some detail: log instead of failing the job. */
-static void emit_async(job_ctx *c, lt_msg_event *ev) {
+void job_emit_async(job_ctx *c, lt_msg_event *ev) {
     lt_err err = {{0}};
-    if (emit(c, ev, 0, &err) != LT_OK)
+    if (job_emit(c, ev, 0, &err) != LT_OK)
         worker_log(c->r->worker_id, "job %s: %s event not sent: %s", c->r->job.id,
                    lt_msg_event_type_name(ev->type), err.msg);
 }
@@ -167,18 +149,18 @@ static void on_train_event(void *ctx, const char *type, const cJSON *payload) {
         ev.step = step;
         ev.total_steps = total;
         ev.epoch = num(payload, "epoch");
-        emit_async(c, &ev);
+        job_emit_async(c, &ev);
     } else if (!strcmp(type, "log")) {
         ev = lt_msg_event_init(LT_EV_LOG, NULL, NULL, 0);
         ev.entry = (cJSON *)payload;
-        emit_async(c, &ev);
+        job_emit_async(c, &ev);
     } else if (!strcmp(type, "eval")) {
         ev = lt_msg_event_init(LT_EV_EVAL, NULL, NULL, 0);
         ev.split = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "split"));
         ev.metrics = cJSON_GetObjectItemCaseSensitive(payload, "metrics");
         ev.step = (int64_t)num(payload, "step");
         ev.epoch = num(payload, "epoch");
-        if (ev.split && cJSON_IsObject(ev.metrics)) emit_async(c, &ev);
+        if (ev.split && cJSON_IsObject(ev.metrics)) job_emit_async(c, &ev);
         if (ev.split && cJSON_IsObject(ev.metrics))
             worker_log(c->r->worker_id, "job %s: %s at step %lld: accuracy %.4f loss %.4f", c->r->job.id,
                        ev.split, (long long)ev.step, num(ev.metrics, "accuracy"), num(ev.metrics, "loss"));
@@ -200,7 +182,7 @@ static void on_train_event(void *ctx, const char *type, const cJSON *payload) {
         ev = lt_msg_event_init(LT_EV_CHECKPOINT, NULL, NULL, 0);
         ev.step = step;
         ev.uri = uri;
-        emit_async(c, &ev);
+        job_emit_async(c, &ev);
         free(uri);
     }
 }
@@ -278,7 +260,7 @@ static lt_status replay_result(job_ctx *c, int *found, lt_err *err) {
     lt_msg_event ev = lt_msg_event_init(LT_EV_RESULT, NULL, NULL, 0);
     ev.metrics = (cJSON *)metrics;
     ev.output = (char *)output;
-    st = emit(c, &ev, 1, err);
+    st = job_emit(c, &ev, 1, err);
     cJSON_Delete(res);
     return st;
 }
@@ -323,7 +305,7 @@ static lt_status run_once(job_ctx *c, lt_err *err) {
         cJSON *none = cJSON_CreateObject();
         ev.metrics = none;
         ev.output = c->output_uri;
-        lt_status st = emit(c, &ev, 1, err);
+        lt_status st = job_emit(c, &ev, 1, err);
         cJSON_Delete(none);
         if (st == LT_OK) c->final_state = LT_JOB_SUCCEEDED;
         return st;
@@ -340,6 +322,7 @@ static lt_status run_once(job_ctx *c, lt_err *err) {
         return check_stop(c, err);
     }
     if ((st = read_attempt(c, 1, err)) != LT_OK) return st;
+    if (!strcmp(j->type, "batch-inference")) return job_run_batch(c, err);
 
     /* bad input fails at once, before anything is downloaded */
     lt_algorithm algo;
@@ -366,7 +349,7 @@ static lt_status run_once(job_ctx *c, lt_err *err) {
     lt_msg_event ev = lt_msg_event_init(LT_EV_STATE, NULL, NULL, 0);
     ev.state = LT_JOB_RUNNING;
     ev.resumed_from_step = resumed;
-    emit_async(c, &ev);
+    job_emit_async(c, &ev);
 
     if ((st = check_stop(c, err)) != LT_OK) return st;
     lt_storage *ds = lt_storage_open(c->dataset_uri, &c->sopts, err);
@@ -399,30 +382,36 @@ static lt_status run_once(job_ctx *c, lt_err *err) {
     }
 
     /* the model directory, then the marker that makes the job complete */
-    if ((st = upload_tree(c->out, c->local_output, "", err)) == LT_OK) {
-        cJSON *res = cJSON_CreateObject();
-        char now[40], *json = NULL;
-        lt_msg_now_rfc3339(now, sizeof now);
-        cJSON_AddNumberToObject(res, "schema", LT_MSG_SCHEMA);
-        cJSON_AddStringToObject(res, "job_id", j->id);
-        cJSON_AddStringToObject(res, "output", c->output_uri);
-        cJSON_AddItemToObject(res, "metrics", metrics);
-        metrics = NULL;
-        cJSON_AddNumberToObject(res, "attempt", (double)c->attempt);
-        cJSON_AddStringToObject(res, "worker", c->r->worker_id);
-        cJSON_AddStringToObject(res, "finished_at", now);
-        if (!(json = cJSON_Print(res))) st = lt_errorf(err, LT_ERR_NOMEM, "out of memory");
-        if (st == LT_OK) st = lt_storage_put_mem(c->out, ".lathe/result.json", json, strlen(json), err);
-        if (st == LT_OK) {
-            ev = lt_msg_event_init(LT_EV_RESULT, NULL, NULL, 0);
-            ev.metrics = cJSON_GetObjectItemCaseSensitive(res, "metrics");
-            ev.output = c->output_uri;
-            st = emit(c, &ev, 1, err);
-        }
-        free(json);
-        cJSON_Delete(res);
+    if ((st = upload_tree(c->out, c->local_output, "", err)) != LT_OK) {
+        cJSON_Delete(metrics);
+        return st;
     }
-    cJSON_Delete(metrics);
+    return job_complete(c, metrics, err);
+}
+
+lt_status job_complete(job_ctx *c, cJSON *metrics, lt_err *err) {
+    const lt_msg_job *j = &c->r->job;
+    lt_status st = LT_OK;
+    cJSON *res = cJSON_CreateObject();
+    char now[40], *json = NULL;
+    lt_msg_now_rfc3339(now, sizeof now);
+    cJSON_AddNumberToObject(res, "schema", LT_MSG_SCHEMA);
+    cJSON_AddStringToObject(res, "job_id", j->id);
+    cJSON_AddStringToObject(res, "output", c->output_uri);
+    cJSON_AddItemToObject(res, "metrics", metrics);
+    cJSON_AddNumberToObject(res, "attempt", (double)c->attempt);
+    cJSON_AddStringToObject(res, "worker", c->r->worker_id);
+    cJSON_AddStringToObject(res, "finished_at", now);
+    if (!(json = cJSON_Print(res))) st = lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+    if (st == LT_OK) st = lt_storage_put_mem(c->out, ".lathe/result.json", json, strlen(json), err);
+    if (st == LT_OK) {
+        lt_msg_event ev = lt_msg_event_init(LT_EV_RESULT, NULL, NULL, 0);
+        ev.metrics = cJSON_GetObjectItemCaseSensitive(res, "metrics");
+        ev.output = c->output_uri;
+        st = job_emit(c, &ev, 1, err);
+    }
+    free(json);
+    cJSON_Delete(res);
     if (st == LT_OK) c->final_state = LT_JOB_SUCCEEDED;
     return st;
 }
@@ -446,7 +435,7 @@ static void finish(job_ctx *c, lt_job_state state, const char *error) {
     lt_err err = {{0}};
     ev.state = state;
     ev.error = error && *error ? (char *)error : NULL;
-    if (emit(c, &ev, 1, &err) != LT_OK) {
+    if (job_emit(c, &ev, 1, &err) != LT_OK) {
         worker_log(c->r->worker_id, "job %s: final event %s not delivered (%s); the job will be redelivered",
                    c->r->job.id, lt_job_state_name(state), err.msg);
         c->r->outcome = JOB_OUTCOME_REDELIVER;
@@ -500,7 +489,7 @@ void *job_thread(void *arg) {
         cJSON_AddNumberToObject(entry, "delay_ms", delay);
         lt_msg_event ev = lt_msg_event_init(LT_EV_LOG, NULL, NULL, 0);
         ev.entry = entry;
-        emit_async(&c, &ev);
+        job_emit_async(&c, &ev);
         cJSON_Delete(entry);
         backoff(&c, delay);
         st = LT_OK;

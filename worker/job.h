@@ -10,6 +10,8 @@
 #include "messaging/messages.h"
 #include "worker.h"
 
+#include "storage/storage.h"
+
 #include <stdatomic.h>
 
 typedef enum {
@@ -41,6 +43,38 @@ typedef struct {
     job_outcome outcome;
     lt_job_state final_state; /* when outcome is FINAL */
 } job_run;
+
+typedef struct job_ctx job_ctx;
+
+/* Everything one job's thread works with (job.c; batch_job.c runs batch inferences on it). */
+struct job_ctx {
+    job_run *r;
+    int64_t attempt;       /* this try's number (from <output>/.lathe/attempt) */
+    char *output_uri;      /* resolved output URI */
+    char *dataset_uri;     /* resolved data set URI */
+    char *job_dir;         /* <work_dir>/jobs/<id> */
+    char *local_dataset;   /* <job_dir>/dataset */
+    char *local_output;    /* <job_dir>/output */
+    lt_storage_opts sopts; /* shared options of both storage handles */
+    lt_storage *out;       /* output storage (this thread's own handle) */
+    double last_progress;  /* lt_now() of the last progress event */
+    lt_status upload_st;   /* first failed checkpoint upload (stops training), LT_OK otherwise */
+    lt_err upload_err;
+    lt_job_state final_state; /* SUCCEEDED or CANCELLED when a try ends with LT_OK */
+    char final_error[LT_ERR_MSG_MAX];
+};
+
+/* Encodes ev with this job's id, worker and attempt and produces it (waiting for delivery when sync). */
+lt_status job_emit(job_ctx *c, lt_msg_event *ev, int sync, lt_err *err);
+/* For events whose loss only costs the console some detail: logs instead of failing the job. */
+void job_emit_async(job_ctx *c, lt_msg_event *ev);
+/* Completes a try: writes <output>/.lathe/result.json (what makes the job complete; metrics is taken and
+ * freed), emits "result" and sets c->final_state to SUCCEEDED. */
+lt_status job_complete(job_ctx *c, cJSON *metrics, lt_err *err);
+/* A batch-inference try, after the attempt counter was bumped (batch_job.c). Same contract as a training's
+ * try: LT_OK after job_complete, LT_ERR_CANCELLED when stopped, LT_ERR_IO for transient failures, any other
+ * status fails the job at once. */
+lt_status job_run_batch(job_ctx *c, lt_err *err);
 
 /* The thread body: runs r's job and sets r->done last. */
 void *job_thread(void *r);

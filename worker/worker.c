@@ -59,6 +59,8 @@ void lt_worker_opts_init(lt_worker_opts *o) {
     o->storage_retries = -1;
     o->retry_base_ms = 1000;
     o->progress_interval_ms = 1000;
+    o->batch_size = 8;
+    o->batch_checkpoint_images = 256;
     o->poll_ms = 100;
     o->max_poll_interval_ms = 300000;
     o->message_timeout_ms = 60000;

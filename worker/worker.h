@@ -33,8 +33,11 @@ typedef struct {
     int max_poll_interval_ms; /* max.poll.interval.ms (default 300000) */
     int message_timeout_ms;   /* how long an event may take to reach the brokers (default 60000) */
     int64_t checkpoint_steps; /* also checkpoint every N steps (default 0: at epoch ends only) */
-    int keep_work;            /* keep jobs/<id>/ after a job (for debugging) */
-    int create_topics;        /* create the topics at start (AdminAPI; failures are logged, not fatal) */
+    int batch_size;           /* batch inference: images per forward pass (default 8) */
+    int batch_checkpoint_images; /* batch inference: checkpoint at least every N images (default 256; also
+                                    every 10 s) */
+    int keep_work;               /* keep jobs/<id>/ after a job (for debugging) */
+    int create_topics;           /* create the topics at start (AdminAPI; failures are logged, not fatal) */
     const volatile sig_atomic_t *stop; /* when non-zero: stop the job at its next step (it checkpoints and
                                           uploads), leave the group without committing it, return LT_OK */
 } lt_worker_opts;

@@ -10,7 +10,9 @@
 #   4. training B runs (while A recovers) as a broker is taken down and brought back and s3rver is stopped
 #      and restarted: both still succeed, with nothing lost or duplicated;
 #   5. training C is cancelled while running;
-#   6. the scheduler is restarted: every record is still there, unchanged.
+#   6. the scheduler is restarted: every record is still there, unchanged;
+#   7. a batch inference with A's model over the validation images plus a corrupt one: SUCCEEDED with
+#      failed=1, its JSON Lines matching `lathe predict` on the same model and images; bad ones get 400s.
 # usage: tests/e2e/e2e_jobs.sh path/to/lathe   (from the repository root; ctest runs it as e2e_jobs)
 # Needs python3, curl, kcat and s3rver (npm ci --prefix tests/s3rver, or LATHE_S3RVER=path).
 set -euo pipefail
@@ -264,4 +266,48 @@ api GET "/v1/trainings?state=SUCCEEDED"
 [ "$(json "$W/resp" 'j["total"]')" = 2 ] || fail "listing after the restart: $(cat "$W/resp")"
 curl -sf "$URL/metrics" | grep -q 'lathe_jobs{state="SUCCEEDED"} 2' || fail "metrics after the restart"
 log "scheduler restarted: A, B, C unchanged"
+
+# ---- 7. a batch inference with A's model ----
+(cd "$W/ds/validation" && find . -type f -name '*.png' | sed 's|^\./||') | while read -r f; do
+    s3 PUT "images/$f" -T "$W/ds/validation/$f" -o /dev/null
+done
+printf 'not a png' >"$W/broken.png"
+s3 PUT "images/zz-broken.png" -T "$W/broken.png" -o /dev/null
+bad_batch() { # bad_batch BODY FIELD
+    api POST /v1/batch-inferences "$1"
+    [ "$CODE" = 400 ] || fail "batch: expected 400 for $1, got $CODE: $(cat "$W/resp")"
+    grep -q "$2" "$W/resp" || fail "batch: 400 for $1 does not name $2: $(cat "$W/resp")"
+}
+bad_batch '{"dataset":"images"}' model
+bad_batch "{\"model\":\"trainings/$A\",\"dataset\":\"nothing-here\"}" dataset
+bad_batch '{"model":"datasets/tiny","dataset":"images"}' model
+api POST /v1/batch-inferences "{\"model\":\"trainings/$A\",\"dataset\":\"images\"}"
+[ "$CODE" = 201 ] || fail "batch submission answered $CODE: $(cat "$W/resp")"
+BI=$(json "$W/resp" 'j["id"]')
+batch_is() { api GET "/v1/batch-inferences/$BI" && cp "$W/resp" "$W/rec-$BI.json" && [ "$(json "$W/rec-$BI.json" 'j["state"]')" = "$1" ]; }
+wait_for 120 "batch inference $BI to succeed" batch_is SUCCEEDED
+[ "$(json "$W/rec-$BI.json" 'j["metrics"]["failed"]')" = 1 ] || fail "batch record: $(cat "$W/rec-$BI.json")"
+s3 GET "batch-inferences/$BI/predictions.jsonl" -o "$W/predictions.jsonl"
+s3 GET "batch-inferences/$BI/summary.json" -o "$W/summary.json"
+mkdir -p "$W/model-A"
+for k in config.json preprocessor_config.json model.safetensors; do s3 GET "trainings/$A/$k" -o "$W/model-A/$k"; done
+IMGS=$(cd "$W/ds/validation" && find . -type f -name '*.png' | sed 's|^\./||' | LC_ALL=C sort)
+# shellcheck disable=SC2086 # one argument per image
+(cd "$W/ds/validation" && "$LATHE" predict --model "$W/model-A" $IMGS) >"$W/predict.out" || fail "lathe predict failed"
+# shellcheck disable=SC2086
+python3 - "$W/predictions.jsonl" "$W/summary.json" "$W/predict.out" $IMGS <<'EOF' || fail "batch output does not match lathe predict"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+summary, want, imgs = json.load(open(sys.argv[2])), [json.loads(l) for l in open(sys.argv[3])], sys.argv[4:]
+assert [l["path"] for l in lines] == imgs + ["zz-broken.png"], [l["path"] for l in lines]
+assert "error" in lines[-1] and "response" not in lines[-1], lines[-1]
+for got, exp in zip(lines, want):  # batches of several images: the same labels in order, scores within 1e-5
+    assert [r["label"] for r in got["response"]] == [r["label"] for r in exp], (got, exp)
+    assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(got["response"], exp)), (got, exp)
+assert (summary["total"], summary["succeeded"], summary["failed"]) == (len(imgs) + 1, len(imgs), 1), summary
+assert summary["failures"][0]["path"] == "zz-broken.png", summary
+EOF
+api GET "/v1/trainings/$BI"
+[ "$CODE" = 404 ] || fail "a batch inference's id under /v1/trainings answered $CODE"
+log "batch inference $BI SUCCEEDED: $(json "$W/summary.json" 'j["succeeded"]') images scored as lathe predict does, 1 corrupt image reported"
 log "PASS"
