@@ -461,8 +461,26 @@ lt_status lt_worker_run(const lt_worker_opts *o, lt_err *err) {
             worker_log(w->id, "topics not created (they may exist already): %s", e.msg);
     }
     if (lt_mkdir_p(o->work_dir, err) != LT_OK) st = LT_ERR_IO;
-    if (st == LT_OK && !(w->producer = lt_kafka_producer_new(&o->kafka, w->id, o->message_timeout_ms, err)))
+    /* A job's result and final state are produced and awaited one after the other (the offset is stored
+     * only once they are acknowledged), so the producer's linger is pure latency on every job: ~5 ms of
+     * lathe's default twice per job, more than a tiny job's whole work. Unless LATHE_KAFKA_LINGER_MS says
+     * otherwise, the worker sends at once; the brokers still get batches when events queue up. */
+    lt_kafka_config *pc = malloc(sizeof *pc);
+    if (st == LT_OK && !pc) st = lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+    if (st == LT_OK) {
+        *pc = o->kafka;
+        int set = 0;
+        for (int i = 0; i < pc->n_props; i++)
+            set |= !strcmp(pc->props[i].name, "linger.ms");
+        if (!set && pc->n_props < LT_KAFKA_MAX_PROPS) {
+            snprintf(pc->props[pc->n_props].name, sizeof pc->props[0].name, "linger.ms");
+            snprintf(pc->props[pc->n_props].value, sizeof pc->props[0].value, "0");
+            pc->n_props++;
+        }
+    }
+    if (st == LT_OK && !(w->producer = lt_kafka_producer_new(pc, w->id, o->message_timeout_ms, err)))
         st = LT_ERR_ARG;
+    free(pc);
     if (st == LT_OK && !(w->consumer = lt_kafka_consumer_new(&o->kafka, w->id, group, rebalance_cb, w,
                                                              o->max_poll_interval_ms, err)))
         st = LT_ERR_ARG;
