@@ -493,8 +493,8 @@ lt_status lt_worker_run(const lt_worker_opts *o, lt_err *err) {
                    o->storage ? o->storage : "(job URIs)", o->work_dir);
         while (!*o->stop) {
             /* Block only when nothing is waiting to be handled; a finishing job wakes the poll (job.c). */
-            int idle = !w->run && w->n_ahead > 0;
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, idle ? 0 : o->poll_ms);
+            int pending = !w->run && w->n_ahead > 0;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, pending ? 0 : o->poll_ms);
             if (m) receive(w, m);
             poll_control(w);
             lt_kafka_producer_poll(w->producer, 0);
