@@ -259,6 +259,9 @@ int main(int argc, char **argv) {
             wo[i].kafka = kc;
             add_prop(&wo[i].kafka, "session.timeout.ms", "6000");
             add_prop(&wo[i].kafka, "heartbeat.interval.ms", "500");
+            /* BENCH_WORKER_DEBUG=fetch,consumer,...: librdkafka debug contexts for the first worker only */
+            if (i == 0 && getenv("BENCH_WORKER_DEBUG"))
+                add_prop(&wo[i].kafka, "debug", getenv("BENCH_WORKER_DEBUG"));
             snprintf(ids[i], sizeof ids[i], "bench-%d", i);
             snprintf(work[i], sizeof work[i], "%s/work-%d", dir, i);
             wo[i].worker_id = ids[i];

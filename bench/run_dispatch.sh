@@ -42,3 +42,8 @@ for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/v1/health"
 sleep 3
 "$B/bench/bench_dispatch" --url "http://127.0.0.1:$PORT" --jobs "$JOBS" --workers "$WORKERS" --clients "$CLIENTS" \
     --partitions "$PARTS"
+# CPU seconds (user+system) each part used over the whole run, warm-up and start-up included
+cpu() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+WCPU=0
+for p in "${PIDS[@]:2}"; do WCPU=$(awk -v a="$WCPU" -v b="$(cpu "$p")" 'BEGIN { print a + b }'); done
+echo "cpu s    mock-kafka $(cpu "${PIDS[0]}"), scheduler $(cpu "${PIDS[1]}"), $WORKERS workers $WCPU"

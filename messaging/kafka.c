@@ -106,6 +106,13 @@ rd_kafka_conf_t *lt_kafka_conf_new(const lt_kafka_config *c, const char *client_
 
 /* ---- producer ---- */
 
+/* Whether a passthrough property (LATHE_KAFKA_<PROPERTY>, or one a caller added) sets name. */
+static int has_prop(const lt_kafka_config *c, const char *name) {
+    for (int i = 0; i < c->n_props; i++)
+        if (!strcmp(c->props[i].name, name)) return 1;
+    return 0;
+}
+
 /* What a synchronous produce waits on; lives on the waiting thread's stack. */
 typedef struct {
     int done;                /* set under the producer's lock by the delivery callback */
@@ -156,7 +163,7 @@ lt_kafka_producer *lt_kafka_producer_new_linger(const lt_kafka_config *c, const 
     if (!conf || lt_kafka_conf_set(conf, "enable.idempotence", "true", err) != LT_OK ||
         lt_kafka_conf_set(conf, "acks", "all", err) != LT_OK ||
         lt_kafka_conf_set(conf, "message.timeout.ms", tmo, err) != LT_OK ||
-        lt_kafka_conf_set(conf, "linger.ms", linger, err) != LT_OK)
+        (!has_prop(c, "linger.ms") && lt_kafka_conf_set(conf, "linger.ms", linger, err) != LT_OK))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, p);

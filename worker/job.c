@@ -523,5 +523,7 @@ void *job_thread(void *arg) {
     free(c.local_dataset);
     free(c.local_output);
     atomic_store(&r->done, 1);
+    /* wake the main loop now rather than at the end of its poll timeout (up to --poll-ms per job) */
+    if (r->wake) rd_kafka_queue_yield(r->wake);
     return NULL;
 }

@@ -31,6 +31,7 @@ typedef struct {
     const lt_worker_opts *opts;
     const char *worker_id;
     lt_kafka_producer *producer; /* shared, thread-safe */
+    rd_kafka_queue_t *wake;      /* yielded once done is set, so the main loop's poll returns at once */
     char events_topic[LT_KAFKA_TOPIC_MAX];
     lt_msg_job job;                 /* owned */
     char topic[LT_KAFKA_TOPIC_MAX]; /* where the job message came from */

@@ -2,7 +2,8 @@
  * and reports events (docs/messages.md describes the messages and the delivery guarantees).
  *
  * One worker runs one job at a time. The main loop polls the consumer every <= 100 ms while the job runs
- * on its own thread with the consumer's partitions paused, so max.poll.interval.ms is never exceeded.
+ * on its own thread, so max.poll.interval.ms is never exceeded; messages polled meanwhile wait in a bounded
+ * local queue (the partitions are paused while it is full) and are handled in partition order.
  * A job's offset is stored and committed only after its final "state" event was delivered (at-least-once):
  * a worker that dies mid-job leaves the job to be redelivered, and the next worker resumes it from the
  * newest checkpoint in storage. Handling is idempotent by job id (<output>/.lathe/result.json).
