@@ -45,7 +45,8 @@ static const char summary[] =
     "each request's model once (storage URI; s3:// is synced down to --cache-dir), batches requests that\n"
     "arrive together and replies on the gateway's reply topic with exactly `lathe serve`'s response\n"
     "(docs/inference.md, docs/messages.md). At most once: a request in progress when a worker dies is lost\n"
-    "and its caller times out. SIGTERM/SIGINT: finish the requests taken, leave the group, exit 0.";
+    "and its caller times out. SIGTERM/SIGINT: finish the requests taken, leave the group, exit 0.\n"
+    "S3 models: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL.";
 
 int cmd_inference_worker(int argc, char **argv) {
     const int n = (int)(sizeof specs / sizeof *specs);

@@ -2,8 +2,9 @@
  * / AWS_* variable a manifest hands to a container exists in `lathe <subcommand> --help` of the subcommand
  * that container runs (variables reach containers through env, envFrom ConfigMaps/Secrets and compose
  * environment blocks, merge keys included), the KEDA trigger watches the workers' group on the jobs topic
- * with no more replicas than partitions, workers get a grace period to checkpoint, and the Dockerfile is a
- * multi-stage Debian bookworm build whose runtime stage installs no -dev package. */
+ * with no more replicas than partitions, another scales the inference workers on their group, workers get a
+ * grace period to checkpoint, and the Dockerfile is a multi-stage Debian bookworm build whose runtime stage
+ * installs no -dev package. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -290,6 +291,9 @@ typedef struct {
     char prefix[64]; /* the k8s scheduler's LATHE_TOPIC_PREFIX */
     char worker_deployment[128];
     long worker_grace; /* terminationGracePeriodSeconds of the worker Deployment */
+    int k8s_inference;
+    char inference_deployment[128];
+    int scaled_workers, scaled_inference; /* ScaledObjects targeting each */
 } summary;
 
 static void k8s_workload(yaml_document_t *d, yaml_node_t *root, const char *file, summary *s) {
@@ -346,6 +350,10 @@ static void k8s_workload(yaml_document_t *d, yaml_node_t *root, const char *file
             snprintf(s->worker_deployment, sizeof s->worker_deployment, "%s", deployment ? deployment : "");
             const char *g = scalar(get(d, spec, "terminationGracePeriodSeconds"));
             s->worker_grace = g ? atol(g) : 30;
+        } else if (!strcmp(c.sub, "inference-worker")) {
+            s->k8s_inference++;
+            snprintf(s->inference_deployment, sizeof s->inference_deployment, "%s",
+                     deployment ? deployment : "");
         }
         container_free(&c);
     }
@@ -408,23 +416,31 @@ static void compose_services(yaml_document_t *d, yaml_node_t *services, const ch
     }
 }
 
-static void keda(yaml_document_t *d, yaml_node_t *root, const char *file, const summary *s) {
+/* A ScaledObject scales either the training workers (on the jobs topic's lag in the workers' group, no more
+ * replicas than the topic has partitions) or the inference workers (on the inference group's lag over every
+ * endpoint topic, so no topic is named). */
+static void keda(yaml_document_t *d, yaml_node_t *root, const char *file, summary *s) {
     const char *const target[] = {"spec", "scaleTargetRef", "name", NULL};
     const char *const max[] = {"spec", "maxReplicaCount", NULL};
     const char *const triggers[] = {"spec", "triggers", NULL};
     const char *t = scalar(path(d, root, target));
     long max_replicas = scalar(path(d, root, max)) ? atol(scalar(path(d, root, max))) : 100;
-    CHECK_MSG(t && !strcmp(t, s->worker_deployment),
-              "%s: scaleTargetRef %s is not the worker Deployment (%s)", file, t ? t : "(none)",
-              s->worker_deployment);
-    CHECK_MSG(max_replicas <= s->partitions,
+    int inference = t && s->inference_deployment[0] && !strcmp(t, s->inference_deployment);
+    CHECK_MSG(t && (inference || !strcmp(t, s->worker_deployment)),
+              "%s: scaleTargetRef %s is neither the worker Deployment (%s) nor the inference worker's (%s)",
+              file, t ? t : "(none)", s->worker_deployment, s->inference_deployment);
+    if (inference)
+        s->scaled_inference++;
+    else
+        s->scaled_workers++;
+    CHECK_MSG(inference || max_replicas <= s->partitions,
               "%s: maxReplicaCount %ld > %ld partitions of the jobs topic: the extra workers would idle",
               file, max_replicas, s->partitions);
     yaml_node_t *tr = path(d, root, triggers);
     int kafka = 0;
     char topic[128], group[128];
     snprintf(topic, sizeof topic, "%sjobs", s->prefix);
-    snprintf(group, sizeof group, "%sworkers", s->prefix);
+    snprintf(group, sizeof group, "%s%s", s->prefix, inference ? "inference" : "workers");
     for (int i = 0; i < seq_len(tr); i++) {
         yaml_node_t *x = seq_at(d, tr, i);
         const char *type = scalar(get(d, x, "type"));
@@ -432,10 +448,14 @@ static void keda(yaml_document_t *d, yaml_node_t *root, const char *file, const 
         kafka++;
         yaml_node_t *m = get(d, x, "metadata");
         const char *tp = scalar(get(d, m, "topic")), *cg = scalar(get(d, m, "consumerGroup"));
-        CHECK_MSG(tp && !strcmp(tp, topic), "%s: the trigger watches topic %s, not %s", file, tp ? tp : "?",
-                  topic);
-        CHECK_MSG(cg && !strcmp(cg, group), "%s: the trigger watches group %s, not the workers' %s", file,
-                  cg ? cg : "?", group);
+        if (inference)
+            CHECK_MSG(!tp, "%s: the inference trigger names topic %s: it must sum every endpoint topic", file,
+                      tp);
+        else
+            CHECK_MSG(tp && !strcmp(tp, topic), "%s: the trigger watches topic %s, not %s", file,
+                      tp ? tp : "?", topic);
+        CHECK_MSG(cg && !strcmp(cg, group), "%s: the trigger watches group %s, not %s", file, cg ? cg : "?",
+                  group);
         CHECK_MSG(scalar(get(d, m, "lagThreshold")) != NULL, "%s: the trigger has no lagThreshold", file);
     }
     CHECK_MSG(kafka == 1, "%s: %d kafka triggers", file, kafka);
@@ -489,6 +509,10 @@ int main(void) {
     }
     CHECK_MSG(s.k8s_scheduler == 1, "%d Kubernetes scheduler containers", s.k8s_scheduler);
     CHECK_MSG(s.k8s_worker >= 1, "no Kubernetes worker container");
+    CHECK_MSG(s.k8s_inference >= 1, "no Kubernetes inference-worker container");
+    CHECK_MSG(s.scaled_workers == 1 && s.scaled_inference == 1,
+              "%d ScaledObjects for the workers and %d for the inference workers (want one each)",
+              s.scaled_workers, s.scaled_inference);
     CHECK_MSG(s.compose_lathe >= 3, "%d lathe services in the compose file (scheduler + two workers)",
               s.compose_lathe);
     CHECK_MSG(s.worker_grace >= 120,
