@@ -15,7 +15,8 @@
 #      --inference-timeout-ms (no hang); one worker restarted serves again;
 #   6. a batch inference naming m1 by its registry name: predictions.jsonl equals `lathe predict`
 #      (--batch-size 1 on the worker: a batch of one, the same bits);
-#   7. DELETE of a model in use: 409; delete the stage, the endpoint (gone: 404), the models.
+#   7. DELETE of a model in use: 409; delete the stage, the endpoint (gone: 404), the models;
+#   8. SIGTERM: the inference worker, the worker and the scheduler exit 0 (no leak in the sanitizer build).
 # usage: tests/e2e/e2e_models.sh path/to/lathe   (from the repository root; ctest runs it as e2e_models)
 # Needs python3, curl and s3rver (npm ci --prefix tests/s3rver, or LATHE_S3RVER=path).
 set -euo pipefail
@@ -49,17 +50,18 @@ export LATHE_KAFKA_BROKERS="$BROKERS" LATHE_STORAGE="s3://$BUCKET" LATHE_API_TOK
 URL="http://127.0.0.1:$(free_port)"
 LATHE_KAFKA_FETCH_WAIT_MAX_MS=5 "$LATHE" scheduler --port "${URL##*:}" --bind 127.0.0.1 --no-create-topics \
     --inference-timeout-ms $INFER_TIMEOUT_MS --load-timeout-ms 60000 >"$W/scheduler.out" 2>"$W/scheduler.log" &
-PIDS+=($!)
+SCHED=$!
+PIDS+=("$SCHED")
 "$LATHE" worker --worker-id w1 --work-dir "$W/work-w1" --retry-ms 500 --progress-ms 200 --batch-size 1 \
     >"$W/w1.out" 2>"$W/w1.log" &
-PIDS+=($!)
+W1=$!
+PIDS+=("$W1")
 declare -A IPID
 start_iworker() { # a short session timeout, so a SIGKILLed one leaves the group in seconds
     LATHE_KAFKA_SESSION_TIMEOUT_MS=6000 LATHE_KAFKA_HEARTBEAT_INTERVAL_MS=500 \
         "$LATHE" inference-worker --worker-id "$1" --cache-dir "$W/cache-$1" --fetch-wait-ms 5 \
         --metadata-refresh-ms 500 >"$W/$1.out" 2>>"$W/$1.log" &
     IPID[$1]=$!
-    disown "$!" # its SIGKILL below is expected: no "Killed" line from bash
     PIDS+=($!)
 }
 start_iworker i1
@@ -207,6 +209,7 @@ for i in i1 i2; do # the endpoint's two partitions, one per worker: both served 
 done
 
 # ---- 5. no inference worker: 504 in time with a clear message; a restarted one serves again ----
+disown "${IPID[i1]}" "${IPID[i2]}" # their SIGKILL is expected: no "Killed" line from bash
 kill -KILL "${IPID[i1]}" "${IPID[i2]}"
 t0=$(date +%s%N)
 infer /v1/endpoints/ep/inference "$W/input.json"
@@ -267,4 +270,14 @@ api GET /v1/models
 infer /v1/endpoints/ep/inference "$W/input.json"
 [ "$CODE" = 404 ] || fail "inference on a deleted endpoint: $CODE"
 log "deletes: 409 for a model in use and the default stage; stage, m1, endpoint, m2 deleted"
+
+# ---- SIGTERM: each process exits 0 (in the sanitizer build, a leak or memory error fails its status) ----
+for p in "${IPID[i3]}" "$W1" "$SCHED"; do
+    kill -TERM "$p"
+    rc=0
+    wait "$p" || rc=$?
+    [ "$rc" = 0 ] || fail "process $p exited with status $rc on SIGTERM"
+done
+! grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$W"/*.log || fail "sanitizer reports in the logs"
+log "inference worker, worker and scheduler stopped cleanly on SIGTERM"
 log "PASS"
