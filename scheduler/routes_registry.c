@@ -615,8 +615,9 @@ static void handle_inference(lt_registry *r, const char *name, const char *stage
     free(body);
     if (gst == LT_ERR_TIMEOUT) {
         atomic_fetch_add(&r->infer_timeout, 1);
-        respond_error(rs, 504, "endpoint %s stage %s: no worker answered within %d ms: %s", name, stage,
-                      r->o.inference_timeout_ms, err.msg);
+        /* the gateway's message says the same again: leave it out */
+        respond_error(rs, 504, "endpoint %s stage %s: no worker answered within %d ms", name, stage,
+                      r->o.inference_timeout_ms);
     } else {
         atomic_fetch_add(&r->infer_unavailable, 1);
         respond_error(rs, 503, "endpoint %s stage %s: %s", name, stage,

@@ -19,86 +19,20 @@ set -euo pipefail
 
 LATHE=$(realpath "${1:?usage: e2e_jobs.sh path/to/lathe}")
 HERE=$(cd "$(dirname "$0")" && pwd)
-S3RVER=${LATHE_S3RVER:-$HERE/../s3rver/node_modules/.bin/s3rver}
 W=$(mktemp -d /tmp/lathe-e2e.XXXXXX)
+NAME=e2e
 TOKEN=e2e-token-$$
-BUCKET=lathe
 T0=$(date +%s)
-PIDS=()
-
-log() { printf '[e2e %3ds] %s\n' $(($(date +%s) - T0)) "$*"; }
-fail() {
-    log "FAIL: $*"
-    for f in "$W"/*.log; do
-        echo "----- tail of $f"
-        tail -n 25 "$f"
-    done
-    exit 1
-}
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ "${KEEP_E2E:-0}" = 1 ]; then echo "work folder kept: $W"; else rm -rf "$W"; fi
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 trap cleanup EXIT
 
 for tool in python3 curl kcat; do command -v $tool >/dev/null || fail "$tool is not installed"; done
 [ -x "$S3RVER" ] || fail "s3rver not found at $S3RVER: run 'npm ci --prefix tests/s3rver' from the repository root"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# json FILE EXPR: evaluates a Python expression over the parsed file `j` and prints it ('' for None).
-json() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local limit=$1 what=$2
-    shift 2
-    local end=$(($(date +%s) + limit))
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${limit}s waiting for $what"
-        sleep 0.3
-    done
-}
-
-# ---- Kafka: the mock cluster in its own process ----
-"$LATHE" mock-kafka --brokers 3 --partitions 4 --port-file "$W/kafka.addr" --control-file "$W/kafka.ctl" \
-    >"$W/mock.out" 2>"$W/mock.log" &
-PIDS+=($!)
-wait_for 20 "the mock cluster" test -s "$W/kafka.addr"
-BROKERS=$(head -n1 "$W/kafka.addr")
-mock() { # runs a fault-injection command in the mock process
-    printf '%s\n' "$1" >"$W/kafka.ctl.tmp"
-    mv "$W/kafka.ctl.tmp" "$W/kafka.ctl"
-    wait_for 10 "mock command '$1'" test ! -e "$W/kafka.ctl"
-    grep -q "^ok $1\$" "$W/kafka.ctl.log" || fail "mock command '$1' failed: $(tail -n1 "$W/kafka.ctl.log")"
-}
+start_mock_kafka 3 4
 log "mock Kafka at $BROKERS"
-
-# ---- S3: s3rver on a fixed port, so it can be stopped and started again behind the clients' backs ----
-S3PORT=$(free_port)
-S3PID=
-start_s3() {
-    NODE_OPTIONS="${NODE_OPTIONS:-} --openssl-legacy-provider" "$S3RVER" -d "$W/s3data" -a 127.0.0.1 -p "$S3PORT" \
-        -s --configure-bucket "$BUCKET" >>"$W/s3rver.log" 2>&1 &
-    S3PID=$!
-    PIDS+=($S3PID)
-    wait_for 30 "s3rver" curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"
-}
 start_s3
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$S3PORT"
-s3() { # s3 METHOD KEY [curl args...]: a signed request (path-style)
-    local method=$1 key=$2
-    shift 2
-    curl -sS --fail --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X "$method" \
-        "http://127.0.0.1:$S3PORT/$BUCKET/$key" "$@"
-}
-s3_list() { # keys under a prefix, one per line
-    curl -sS --fail --aws-sigv4 "aws:amz:us-east-1:s3" --user "S3RVER:S3RVER" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-        "http://127.0.0.1:$S3PORT/$BUCKET?list-type=2&max-keys=1000&prefix=$1" |
-        python3 -c 'import re,sys; print("\n".join(re.findall(r"<Key>([^<]*)</Key>", sys.stdin.read())))'
-}
 python3 "$HERE/make_dataset.py" "$W/ds" --classes 3 --per-class 4 --size 16
 (cd "$W/ds" && find . -type f | sed 's|^\./||') | while read -r f; do
     s3 PUT "datasets/tiny/$f" -T "$W/ds/$f" -o /dev/null
@@ -132,14 +66,6 @@ start_worker w1
 start_worker w2
 log "scheduler at $URL, workers w1 w2"
 
-# api METHOD PATH [BODY] [TOKEN]: the body goes to $W/resp, the status to $CODE
-api() {
-    local tok=${4-$TOKEN}
-    local args=(-s -o "$W/resp" -w '%{http_code}' -X "$1" "$URL$2" -H 'Content-Type: application/json')
-    [ -n "$tok" ] && args+=(-H "Authorization: Bearer $tok")
-    [ -n "${3:-}" ] && args+=(--data "$3")
-    CODE=$(curl "${args[@]}")
-}
 record() { api GET "/v1/trainings/$1" && cp "$W/resp" "$W/rec-$1.json"; }
 field() { json "$W/rec-$1.json" "$2"; }
 state_is() { record "$1" && [ "$(field "$1" 'j["state"]')" = "$2" ]; }
