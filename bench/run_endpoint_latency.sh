@@ -71,7 +71,7 @@ PIDS+=($!)
 wait_for 20 "the mock cluster" test -s "$W/kafka.addr"
 export LATHE_KAFKA_BROKERS=$(head -n1 "$W/kafka.addr") LATHE_STORAGE=$W/storage
 SCHED=http://127.0.0.1:$(free_port)
-LATHE_KAFKA_FETCH_WAIT_MAX_MS=1 "$LATHE" scheduler --port "${SCHED##*:}" --bind 127.0.0.1 --no-create-topics \
+"$LATHE" scheduler --port "${SCHED##*:}" --bind 127.0.0.1 --no-create-topics --gateway-fetch-wait-ms 1 \
     --quiet >"$W/scheduler.out" 2>"$W/scheduler.log" &
 PIDS+=($!)
 start_iworker() { # a 6 s session: librdkafka's mock coordinator waits session.timeout.ms - 1 s (44 s by

@@ -33,6 +33,9 @@ static const lt_opt_spec specs[] = {
      "how long a real-time inference request waits for a worker's reply before answering 504"},
     {"load-timeout-ms", "LATHE_LOAD_TIMEOUT_MS", "MS", "120000",
      "how long an endpoint stage waits for a worker to load its model before it is FAILED"},
+    {"gateway-fetch-wait-ms", "LATHE_GATEWAY_FETCH_WAIT_MS", "MS", "100",
+     "the inference gateway's reply fetch wait (a real broker answers a long poll at once; 1-5 against the "
+     "mock cluster, which waits it out)"},
     {"quiet", NULL, NULL, NULL, "no informational lines on stderr"},
     {"config", "LATHE_CONFIG", "FILE", NULL, "YAML file of these options (keys are the flag names)"},
 };
@@ -59,10 +62,11 @@ int cmd_scheduler(int argc, char **argv) {
     }
     lt_scheduler_opts so;
     lt_scheduler_opts_init(&so);
-    int64_t port = 8080, partitions = 8, replication = -1, infer_ms = 10000, load_ms = 120000;
+    int64_t port = 8080, partitions = 8, replication = -1, infer_ms = 10000, load_ms = 120000, fetch_wait = 100;
     if (lt_opts_int(&o, "port", 0, 65535, &port, &err) != LT_OK ||
         lt_opts_int(&o, "inference-timeout-ms", 1, 3600000, &infer_ms, &err) != LT_OK ||
         lt_opts_int(&o, "load-timeout-ms", 1, 3600000, &load_ms, &err) != LT_OK ||
+        lt_opts_int(&o, "gateway-fetch-wait-ms", 1, 10000, &fetch_wait, &err) != LT_OK ||
         lt_opts_int(&o, "partitions", 1, 10000, &partitions, &err) != LT_OK ||
         lt_opts_int(&o, "replication", -1, 100, &replication, &err) != LT_OK ||
         (replication == 0 && lt_errorf(&err, LT_ERR_ARG, "--replication: 0 is not a replication factor")) ||
@@ -83,6 +87,7 @@ int cmd_scheduler(int argc, char **argv) {
     so.quiet = lt_opts_bool(&o, "quiet");
     so.inference_timeout_ms = (int)infer_ms;
     so.load_timeout_ms = (int)load_ms;
+    so.gateway_fetch_wait_ms = (int)fetch_wait;
 
     /* Signals are taken with sigtimedwait: blocked before any thread starts (they inherit the mask). */
     sigset_t set;

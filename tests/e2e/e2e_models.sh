@@ -45,10 +45,10 @@ log "mock Kafka at $BROKERS, s3rver on port $S3PORT with the data set"
 
 # ---- the scheduler, a training worker, two inference workers ----
 # librdkafka's mock cluster does not end a fetch early when a message arrives: short fetch waits for the
-# gateway (through LATHE_KAFKA_FETCH_WAIT_MAX_MS) and the inference workers (--fetch-wait-ms).
+# gateway (--gateway-fetch-wait-ms) and the inference workers (--fetch-wait-ms).
 export LATHE_KAFKA_BROKERS="$BROKERS" LATHE_STORAGE="s3://$BUCKET" LATHE_API_TOKEN="$TOKEN"
 URL="http://127.0.0.1:$(free_port)"
-LATHE_KAFKA_FETCH_WAIT_MAX_MS=5 "$LATHE" scheduler --port "${URL##*:}" --bind 127.0.0.1 --no-create-topics \
+"$LATHE" scheduler --port "${URL##*:}" --bind 127.0.0.1 --no-create-topics --gateway-fetch-wait-ms 5 \
     --inference-timeout-ms $INFER_TIMEOUT_MS --load-timeout-ms 60000 >"$W/scheduler.out" 2>"$W/scheduler.log" &
 SCHED=$!
 PIDS+=("$SCHED")
