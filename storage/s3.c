@@ -197,43 +197,52 @@ static int list_page(lt_storage *s, const char *body, size_t len, lt_storage_lis
     return 0;
 }
 
+void lt_stg_s3_list_job(lt_s3_job *job, const char *prefix, const char *full, const char *max_keys,
+                        const char *token, lt_stg_buf *body) {
+    lt_stg_s3_job_init(job, "GET", prefix, NULL);
+    job->query[0] = (lt_sigv4_pair){"list-type", "2"};
+    job->query[1] = (lt_sigv4_pair){"prefix", full};
+    job->query[2] = (lt_sigv4_pair){"max-keys", max_keys};
+    job->n_query = 3;
+    if (token) job->query[job->n_query++] = (lt_sigv4_pair){"continuation-token", token};
+    body->len = 0;
+    job->out_mem = body;
+}
+
+lt_status lt_stg_s3_list_parse(lt_storage *s, const lt_stg_buf *body, lt_storage_list_fn fn, void *ctx,
+                               char **next, lt_err *err) {
+    *next = NULL;
+    const char *b = body->data ? body->data : "";
+    int rc = list_page(s, b, body->len, fn, ctx, err);
+    if (rc != 0) return rc < 0 ? LT_ERR_FORMAT : LT_OK;
+    char *trunc = lt_stg_xml_text(b, b + body->len, "IsTruncated");
+    int more = trunc && strcmp(trunc, "true") == 0;
+    free(trunc);
+    if (!more) return LT_OK;
+    if (!(*next = lt_stg_xml_text(b, b + body->len, "NextContinuationToken")))
+        return lt_errorf(err, LT_ERR_FORMAT,
+                         "storage: s3://%s listing is truncated but has no continuation token",
+                         s->s3->bucket);
+    return LT_OK;
+}
+
 lt_status lt_stg_s3_list(lt_storage *s, const char *prefix, lt_storage_list_fn fn, void *ctx, lt_err *err) {
-    lt_s3 *s3 = s->s3;
-    char *full = lt_stg_strf("%s%s", s3->root, prefix);
+    char *full = lt_stg_strf("%s%s", s->s3->root, prefix);
     if (!full) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
     char max_keys[16];
     snprintf(max_keys, sizeof max_keys, "%d", s->opts.list_page_size);
     char *token = NULL;
     lt_stg_buf body = {0};
-    lt_status st = LT_OK;
-    while (1) {
+    lt_status st;
+    do {
         lt_s3_job job;
-        lt_stg_s3_job_init(&job, "GET", prefix, NULL);
-        job.query[0] = (lt_sigv4_pair){"list-type", "2"};
-        job.query[1] = (lt_sigv4_pair){"prefix", full};
-        job.query[2] = (lt_sigv4_pair){"max-keys", max_keys};
-        job.n_query = 3;
-        if (token) job.query[job.n_query++] = (lt_sigv4_pair){"continuation-token", token};
-        job.out_mem = &body;
+        lt_stg_s3_list_job(&job, prefix, full, max_keys, token, &body);
         st = lt_stg_s3_run(s, &job, 1, err);
         lt_stg_s3_job_free(&job);
-        if (st != LT_OK) break;
-        const char *b = body.data ? body.data : "";
-        int rc = list_page(s, b, body.len, fn, ctx, err);
-        if (rc < 0) st = LT_ERR_FORMAT;
-        if (rc != 0) break;
-        char *trunc = lt_stg_xml_text(b, b + body.len, "IsTruncated");
-        int more = trunc && strcmp(trunc, "true") == 0;
-        free(trunc);
         free(token);
-        token = more ? lt_stg_xml_text(b, b + body.len, "NextContinuationToken") : NULL;
-        if (!more) break;
-        if (!token) {
-            st = lt_errorf(err, LT_ERR_FORMAT,
-                           "storage: s3://%s listing is truncated but has no continuation token", s3->bucket);
-            break;
-        }
-    }
+        token = NULL;
+        if (st == LT_OK) st = lt_stg_s3_list_parse(s, &body, fn, ctx, &token, err);
+    } while (st == LT_OK && token);
     free(token);
     free(full);
     lt_stg_buf_free(&body);

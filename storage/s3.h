@@ -45,7 +45,7 @@ typedef struct {
     lt_stg_buf *out_mem; /* append here (reset on each attempt) */
     int out_fd;          /* or pwrite here from out_off on (set -1 when unused) */
     int64_t out_off;
-    const char *out_path;    /* or create/truncate this file on each attempt; fsync'd on success */
+    const char *out_path;    /* or create/truncate this file on each attempt (not fsync'd) */
     int64_t expect_len;      /* body length that must arrive, or -1 */
     int body_may_hold_error; /* a 200 may carry <Error> (CompleteMultipartUpload): buffer and check it */
     /* results */
@@ -83,6 +83,16 @@ void lt_stg_s3_job_init(lt_s3_job *job, const char *method, const char *key, con
  * and message. Every job's st/msg says how it ended (LT_ERR_CANCELLED for aborted ones). Also the
  * request/retry counters and RETRY events. */
 lt_status lt_stg_s3_run(lt_storage *s, lt_s3_job *jobs, size_t n, lt_err *err);
+
+/* A ListObjectsV2 page request for prefix (relative to the root; full = root + prefix), at most max_keys
+ * keys, after token (NULL: the first page). The page goes to body (emptied). Every string must outlive
+ * the job. */
+void lt_stg_s3_list_job(lt_s3_job *job, const char *prefix, const char *full, const char *max_keys,
+                        const char *token, lt_stg_buf *body);
+/* Calls fn for each object of a page (keys relative to the root; folder markers skipped) until it returns
+ * non-zero. *next: the continuation token (malloc'd), or NULL when the page was the last or fn stopped. */
+lt_status lt_stg_s3_list_parse(lt_storage *s, const lt_stg_buf *body, lt_storage_list_fn fn, void *ctx,
+                               char **next, lt_err *err);
 
 /* Frees what a finished job still holds (response buffers). */
 void lt_stg_s3_job_free(lt_s3_job *job);

@@ -1,5 +1,6 @@
-/* s3_sync.c - whole-prefix transfers for S3: sync_down (parallel GETs through the ETag cache) and sync_up
- * (parallel PUTs, skipping files whose size and MD5 already match the remote object). */
+/* s3_sync.c - whole-prefix transfers for S3: sync_down (parallel GETs through the ETag cache, overlapping
+ * the listing) and sync_up (parallel PUTs, skipping files whose size and MD5 already match the remote
+ * object). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,130 +14,211 @@
 
 #include "storage/s3.h"
 
+/* sync_down lists a page, starts its GETs, and lists the next page while they run, so the listing
+ * (s3rver: 0.3 s for a page of 1,000 keys) overlaps with the downloads instead of preceding them.
+ * Nothing is written under local_dir before the whole listing has been read and every key checked:
+ * downloads go to temporary files (in local_dir itself, or in the cache), cache hits are linked and
+ * downloads renamed into place only at the end. */
+
 /* Per-object bookkeeping for sync_down. */
 typedef struct {
-    char *dest;  /* local_dir/<relative key> */
+    char *key; /* relative to the storage root, for messages and events */
+    int64_t size;
+    char *dest;  /* local_dir/<key without prefix> */
     char *cfile; /* cache entry, or NULL without a cache */
-    char *tmp;   /* where the GET writes */
+    char *tmp;   /* where the GET writes; NULL when the cache has the object */
     char *full;  /* object key in the bucket */
     char *quoted_etag;
-    int job; /* index in jobs, -1 when served without a download */
+    int got; /* the GET to tmp completed */
 } down_item;
 
-lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *local_dir, lt_err *err) {
+typedef struct {
+    lt_storage *s;
+    const char *prefix, *local_dir;
+    size_t pn;
+    down_item *items; /* (n, cap), in listing order */
+    size_t n, cap;
+    lt_status st; /* a refused key or a local failure while listing */
+    lt_err *err;
+} down_list;
+
+/* Checks a listed key and adds its item (its cache entry looked up); non-zero stops the listing. */
+static int down_listed(void *ctx, const lt_storage_obj *o) {
+    down_list *d = ctx;
+    lt_storage *s = d->s;
     lt_s3 *s3 = s->s3;
-    lt_storage_obj_list l;
-    lt_status st = lt_storage_list_all(s, prefix, &l, err);
-    if (st != LT_OK) return st;
-    size_t pn = strlen(prefix);
-    /* Refuse the whole sync before writing anything if one listed key would leave local_dir. */
-    for (size_t i = 0; i < l.n; i++) {
-        lt_err e;
-        if (strncmp(l.items[i].key, prefix, pn) != 0 ||
-            lt_storage_check_key(l.items[i].key + pn, &e) != LT_OK) {
-            st = lt_errorf(err, LT_ERR_FORMAT,
-                           "storage: sync_down s3://%s/%s%s: refusing listed key '%s': it would "
-                           "escape '%s'",
-                           s3->bucket, s3->root, prefix, l.items[i].key, local_dir);
-            lt_storage_obj_list_free(&l);
+    lt_err e;
+    if (strncmp(o->key, d->prefix, d->pn) != 0 || lt_storage_check_key(o->key + d->pn, &e) != LT_OK) {
+        d->st = lt_errorf(d->err, LT_ERR_FORMAT,
+                          "storage: sync_down s3://%s/%s%s: refusing listed key '%s': it would escape '%s'",
+                          s3->bucket, s3->root, d->prefix, o->key, d->local_dir);
+        return 1;
+    }
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 256;
+        down_item *m = realloc(d->items, cap * sizeof *m);
+        if (!m) goto nomem;
+        d->items = m;
+        d->cap = cap;
+    }
+    down_item *it = &d->items[d->n++];
+    memset(it, 0, sizeof *it);
+    it->size = o->size;
+    it->key = strdup(o->key);
+    it->dest = lt_uri_join(d->local_dir, o->key + d->pn);
+    it->full = lt_stg_strf("%s%s", s3->root, o->key);
+    it->quoted_etag = o->etag[0] ? lt_stg_strf("\"%s\"", o->etag) : NULL;
+    if (!it->key || !it->dest || !it->full || (o->etag[0] && !it->quoted_etag)) goto nomem;
+    char *cdir = NULL;
+    if (s->opts.cache_dir && o->etag[0]) {
+        if ((d->st = lt_stg_cache_paths(s->opts.cache_dir, s3->origin, it->full, o->etag, &cdir, &it->cfile,
+                                        d->err)) != LT_OK)
+            return 1;
+        if (lt_stg_cache_has(it->cfile, o->size)) {
+            free(cdir);
+            return 0;
+        }
+        if ((d->st = lt_stg_mkdirs(cdir, d->err)) != LT_OK) {
+            free(cdir);
+            return 1;
+        }
+    }
+    /* Unique within this call and across processes (pid); a leftover from a crash is overwritten. In
+     * local_dir itself rather than next to dest, so no folder below local_dir is made before the end. */
+    it->tmp =
+        lt_stg_strf("%s/" LT_STG_TMP_MARK "%ld-%zu", cdir ? cdir : d->local_dir, (long)getpid(), d->n - 1);
+    free(cdir);
+    if (!it->tmp) goto nomem;
+    return 0;
+nomem:
+    d->st = lt_errorf(d->err, LT_ERR_NOMEM, "storage: out of memory");
+    return 1;
+}
+
+/* Moves a completed download into place: into the cache and linked from there, or renamed. *made: the
+ * last folder made for a destination (objects come sorted, so most share their predecessor's). */
+static lt_status down_place(down_item *it, char **made, lt_err *err) {
+    if (it->cfile) {
+        lt_status st = lt_stg_cache_commit(it->tmp, it->cfile, err);
+        return st == LT_OK ? lt_stg_link_or_copy(it->cfile, it->dest, err) : st;
+    }
+    const char *slash = strrchr(it->dest, '/');
+    size_t dl = slash ? (size_t)(slash - it->dest) : 0;
+    if (dl > 0 && !(*made && strlen(*made) == dl && !strncmp(*made, it->dest, dl))) {
+        free(*made);
+        if (!(*made = strndup(it->dest, dl))) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
+        lt_status st = lt_stg_mkdirs(*made, err);
+        if (st != LT_OK) {
+            free(*made);
+            *made = NULL;
             return st;
         }
     }
-    down_item *items = calloc(l.n ? l.n : 1, sizeof *items);
-    lt_s3_job *jobs = calloc(l.n ? l.n : 1, sizeof *jobs);
-    size_t nj = 0;
-    if (!items || !jobs) {
-        st = lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
-        goto done;
-    }
-    st = lt_stg_mkdirs(local_dir, err);
-    for (size_t i = 0; st == LT_OK && i < l.n; i++) {
-        const lt_storage_obj *o = &l.items[i];
-        down_item *it = &items[i];
-        it->job = -1;
-        it->dest = lt_uri_join(local_dir, o->key + pn);
-        it->full = lt_stg_strf("%s%s", s3->root, o->key);
-        if (!it->dest || !it->full) {
+    if (rename(it->tmp, it->dest) == 0) return LT_OK;
+    int en = errno;
+    /* dest's folder may be a link to another file system */
+    lt_status st = en == EXDEV ? lt_stg_copy_atomic(it->tmp, it->dest, NULL, err)
+                               : lt_errorf(err, lt_stg_errno_status(en), "storage: can't write '%s': %s",
+                                           it->dest, strerror(en));
+    unlink(it->tmp);
+    return st;
+}
+
+lt_status lt_stg_s3_sync_down(lt_storage *s, const char *prefix, const char *local_dir, lt_err *err) {
+    lt_s3 *s3 = s->s3;
+    down_list d = {s, prefix, local_dir, strlen(prefix), NULL, 0, 0, LT_OK, err};
+    char max_keys[16];
+    snprintf(max_keys, sizeof max_keys, "%d", s->opts.list_page_size);
+    char *full = lt_stg_strf("%s%s", s3->root, prefix), *token = NULL;
+    lt_stg_buf body = {0};
+    lt_s3_job *jobs = NULL;
+    if (!full) return lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
+    /* The first page alone, and a short one: no GET can start before it. 100 keys come back in a tenth of
+     * the time of 1,000 and cost at most one more listing request. */
+    char first_keys[16];
+    snprintf(first_keys, sizeof first_keys, "%d",
+             s->opts.list_page_size < 100 ? s->opts.list_page_size : 100);
+    lt_s3_job lj;
+    lt_stg_s3_list_job(&lj, prefix, full, first_keys, NULL, &body);
+    lt_status st = lt_stg_s3_run(s, &lj, 1, err);
+    lt_stg_s3_job_free(&lj);
+    if (st == LT_OK) st = lt_stg_s3_list_parse(s, &body, down_listed, &d, &token, err);
+    if (st == LT_OK) st = d.st;
+    if (st == LT_OK) st = lt_stg_mkdirs(local_dir, err);
+    /* then each page's GETs, with the next page's listing first among them */
+    for (size_t from = 0; st == LT_OK && (from < d.n || token);) {
+        size_t upto = d.n, nj = 0;
+        free(jobs);
+        if (!(jobs = calloc(upto - from + 1, sizeof *jobs))) {
             st = lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
             break;
         }
-        char *cdir = NULL;
-        if (s->opts.cache_dir && o->etag[0]) {
-            st = lt_stg_cache_paths(s->opts.cache_dir, s3->origin, it->full, o->etag, &cdir, &it->cfile, err);
-            if (st != LT_OK) break;
-            if (lt_stg_cache_has(it->cfile, o->size)) {
-                free(cdir);
-                st = lt_stg_link_or_copy(it->cfile, it->dest, err);
-                if (st == LT_OK) {
-                    s->stats.cache_hits++;
-                    lt_stg_event(s, LT_STORAGE_EV_CACHE_HIT, o->key, 0, 0, o->size, "cached");
-                }
-                continue;
+        char *page = token;
+        token = NULL;
+        if (page) lt_stg_s3_list_job(&jobs[nj++], prefix, full, max_keys, page, &body);
+        for (size_t i = from; i < upto; i++) {
+            down_item *it = &d.items[i];
+            if (!it->tmp) continue;
+            lt_s3_job *j = &jobs[nj++];
+            lt_stg_s3_job_init(j, "GET", it->key, it->full);
+            j->out_path = it->tmp;
+            j->expect_len = it->size;
+            j->if_match = it->quoted_etag;
+        }
+        st = lt_stg_s3_run(s, jobs, nj, err);
+        for (size_t i = from, k = page ? 1 : 0; i < upto; i++)
+            if (d.items[i].tmp) {
+                lt_s3_job *j = &jobs[k++];
+                d.items[i].got = j->state == LT_S3_JOB_DONE && j->st == LT_OK;
             }
-            st = lt_stg_mkdirs(cdir, err);
-            /* Unique within this call and across processes (pid); a leftover from a crash is overwritten. */
-            if (st == LT_OK) it->tmp = lt_stg_strf("%s/" LT_STG_TMP_MARK "%ld-%zu", cdir, (long)getpid(), i);
-            free(cdir);
-        } else {
-            st = lt_stg_mkdirs_for(it->dest, err);
-            const char *slash = strrchr(it->dest, '/');
-            int dl = slash ? (int)(slash - it->dest + 1) : 0;
-            if (st == LT_OK)
-                it->tmp = lt_stg_strf("%.*s" LT_STG_TMP_MARK "%ld-%zu", dl, it->dest, (long)getpid(), i);
+        for (size_t k = 0; k < nj; k++)
+            lt_stg_s3_job_free(&jobs[k]);
+        if (st == LT_OK && page) {
+            st = lt_stg_s3_list_parse(s, &body, down_listed, &d, &token, err);
+            if (st == LT_OK) st = d.st;
         }
-        if (st != LT_OK) break;
-        it->quoted_etag = o->etag[0] ? lt_stg_strf("\"%s\"", o->etag) : NULL;
-        if (!it->tmp || (o->etag[0] && !it->quoted_etag)) {
-            st = lt_errorf(err, LT_ERR_NOMEM, "storage: out of memory");
-            break;
-        }
-        lt_s3_job *j = &jobs[nj];
-        lt_stg_s3_job_init(j, "GET", o->key, it->full);
-        j->out_path = it->tmp;
-        j->expect_len = o->size;
-        j->if_match = it->quoted_etag;
-        it->job = (int)nj++;
+        free(page);
+        from = upto;
     }
-    if (st == LT_OK) st = lt_stg_s3_run(s, jobs, nj, err);
-    /* Keep what did arrive (in the cache it saves the next attempt), drop the rest. */
-    for (size_t i = 0; items && i < l.n; i++) {
-        down_item *it = &items[i];
-        if (it->job < 0) continue;
-        lt_s3_job *j = &jobs[it->job];
-        if (j->state != LT_S3_JOB_DONE || j->st != LT_OK) {
-            unlink(it->tmp);
-            continue;
-        }
+    /* A refused key: nothing goes into place. Otherwise keep what did arrive, even after a failure (in the
+     * cache it saves the next attempt), and drop the rest. */
+    int refused = d.st != LT_OK;
+    char *made = NULL;
+    for (size_t i = 0; i < d.n; i++) {
+        down_item *it = &d.items[i];
         lt_err e;
-        lt_status cs = it->cfile ? lt_stg_cache_commit(it->tmp, it->cfile, &e) : LT_OK;
-        if (cs == LT_OK) cs = it->cfile ? lt_stg_link_or_copy(it->cfile, it->dest, &e) : LT_OK;
-        if (cs == LT_OK && !it->cfile && rename(it->tmp, it->dest) != 0) {
-            int en = errno;
-            cs = lt_errorf(&e, lt_stg_errno_status(en), "storage: can't write '%s': %s", it->dest,
-                           strerror(en));
-            unlink(it->tmp);
-        }
-        if (cs != LT_OK) {
-            if (st == LT_OK) st = lt_errorf(err, cs, "%s", e.msg);
+        lt_status ps;
+        if (refused || (it->tmp && !it->got)) {
+            if (it->tmp) unlink(it->tmp); /* a partial or refused download, or none */
             continue;
         }
-        s->stats.objects_downloaded++;
-        s->stats.bytes_downloaded += l.items[i].size;
-        lt_stg_event(s, LT_STORAGE_EV_DOWNLOADED, l.items[i].key, 0, 0, l.items[i].size, "downloaded");
+        if (!it->tmp) { /* a cache hit */
+            ps = it->cfile ? lt_stg_link_or_copy(it->cfile, it->dest, &e) : LT_OK;
+            if (ps == LT_OK) {
+                s->stats.cache_hits++;
+                lt_stg_event(s, LT_STORAGE_EV_CACHE_HIT, it->key, 0, 0, it->size, "cached");
+            }
+        } else if ((ps = down_place(it, &made, &e)) == LT_OK) {
+            s->stats.objects_downloaded++;
+            s->stats.bytes_downloaded += it->size;
+            lt_stg_event(s, LT_STORAGE_EV_DOWNLOADED, it->key, 0, 0, it->size, "downloaded");
+        }
+        if (ps != LT_OK && st == LT_OK) st = lt_errorf(err, ps, "%s", e.msg);
     }
-done:
-    for (size_t i = 0; items && i < l.n; i++) {
-        free(items[i].dest);
-        free(items[i].cfile);
-        free(items[i].tmp);
-        free(items[i].full);
-        free(items[i].quoted_etag);
+    free(made);
+    for (size_t i = 0; i < d.n; i++) {
+        free(d.items[i].key);
+        free(d.items[i].dest);
+        free(d.items[i].cfile);
+        free(d.items[i].tmp);
+        free(d.items[i].full);
+        free(d.items[i].quoted_etag);
     }
-    for (size_t i = 0; i < nj; i++)
-        lt_stg_s3_job_free(&jobs[i]);
-    free(items);
+    free(d.items);
     free(jobs);
-    lt_storage_obj_list_free(&l);
+    free(token);
+    free(full);
+    lt_stg_buf_free(&body);
     return st;
 }
 

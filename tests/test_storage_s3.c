@@ -6,6 +6,7 @@
  * s3rver: npm ci --prefix tests/s3rver (or set LATHE_S3RVER to its binary). Without it this test fails. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -324,7 +325,7 @@ static void stop_s3rver(s3rver_proc *p) {
 
 /* ---------------------------------------------------------------- fake server thread */
 
-enum { FAKE_FLAKY, FAKE_HANG, FAKE_LEAK, FAKE_EVIL_LIST, FAKE_NO_RANGE };
+enum { FAKE_FLAKY, FAKE_HANG, FAKE_LEAK, FAKE_EVIL_LIST, FAKE_EVIL_PAGE2, FAKE_NO_RANGE };
 
 typedef struct {
     int fd, port;
@@ -415,6 +416,25 @@ static void serve_one(fake_srv *f, int c) {
                 c, 200, "OK", "",
                 "<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated>"
                 "<Contents><Key>data/ok.txt</Key><Size>1</Size><ETag>&quot;aa&quot;</ETag></Contents>"
+                "<Contents><Key>data/../../evil.txt</Key><Size>1</Size><ETag>&quot;bb&quot;</ETag></Contents>"
+                "</ListBucketResult>");
+        } else {
+            respond(c, 200, "OK", "ETag: \"aa\"\r\n", "x");
+        }
+        break;
+    case FAKE_EVIL_PAGE2: /* good keys on the first page (downloaded while the second is listed), then one
+                             that escapes */
+        if (strstr(req, "list-type=2") && !strstr(req, "continuation-token")) {
+            respond(c, 200, "OK", "",
+                    "<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>true</IsTruncated>"
+                    "<NextContinuationToken>p2</NextContinuationToken>"
+                    "<Contents><Key>data/ok.txt</Key><Size>1</Size><ETag>&quot;aa&quot;</ETag></Contents>"
+                    "<Contents><Key>data/sub/ok.txt</Key><Size>1</Size><ETag>&quot;aa&quot;</ETag></Contents>"
+                    "</ListBucketResult>");
+        } else if (strstr(req, "list-type=2")) {
+            respond(
+                c, 200, "OK", "",
+                "<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated>"
                 "<Contents><Key>data/../../evil.txt</Key><Size>1</Size><ETag>&quot;bb&quot;</ETag></Contents>"
                 "</ListBucketResult>");
         } else {
@@ -795,6 +815,27 @@ static void test_failures(const char *base) {
     snprintf(p, sizeof p, "%s/ok.txt", dir);
     CHECK(access(p, F_OK) != 0);
     CHECK(atomic_load(&f.requests) == 1); /* the listing only */
+    /* the same key on a second page: the first page's objects may have been downloaded meanwhile, but
+     * nothing is put into place and no temporary file is left */
+    fake_mode(&f, FAKE_EVIL_PAGE2, 0, 0);
+    lt_err_clear(&err);
+    st = lt_storage_sync_down(s, "data", dir, &err);
+    CHECK_MSG(st == LT_ERR_FORMAT && strstr(err.msg, "escape") && strstr(err.msg, "data/../../evil.txt"),
+              "%s", err.msg);
+    CHECK(atomic_load(&f.requests) >= 2);
+    snprintf(p, sizeof p, "%s/evil.txt", base);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/ok.txt", dir);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/sub", dir);
+    CHECK(access(p, F_OK) != 0);
+    DIR *dd = opendir(dir);
+    struct dirent *de;
+    int left = 0;
+    while (dd && (de = readdir(dd)) != NULL)
+        if (de->d_name[0] != '.' || strstr(de->d_name, ".lt-tmp-")) left++;
+    if (dd) closedir(dd);
+    CHECK_MSG(left == 0, "%d files left in %s after a refused sync", left, dir);
     lt_storage_close(s);
 
     /* a server that ignores Range: the ranged download must fail rather than write a mangled file */

@@ -2,7 +2,10 @@
  * a job runs to SUCCEEDED with its events in order and its offset committed only after the final event;
  * malformed messages go to the DLQ and the next job still runs; a redelivered completed job is not trained
  * again; bad hyperparameters fail at once; a cancel stops a running job (and one that has not started);
- * a shutdown mid-job leaves it uncommitted with its checkpoint in storage, and the next worker resumes it. */
+ * a shutdown mid-job leaves it uncommitted with its checkpoint in storage, and the next worker resumes it;
+ * jobs polled while a job runs wait in the worker's local queue and run once each, in partition order, with
+ * the offset committed after the last; a shutdown with jobs queued commits none of them, and the next worker
+ * (with a queue of 4, so it pauses and resumes its partitions over and over) runs them all. */
 #define _GNU_SOURCE
 #include "check.h"
 #include "fixtures.h"
@@ -61,8 +64,9 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void worker_start(worker_thread *w, const lt_kafka_config *c, const char *storage, const char *work,
-                         const char *id) {
+/* Options as the tests want them; the caller may change them before worker_go. */
+static void worker_init(worker_thread *w, const lt_kafka_config *c, const char *storage, const char *work,
+                        const char *id) {
     memset(w, 0, sizeof *w);
     lt_worker_opts_init(&w->o);
     w->o.kafka = *c;
@@ -74,7 +78,16 @@ static void worker_start(worker_thread *w, const lt_kafka_config *c, const char 
     w->o.max_attempts = 3;
     w->o.storage_retries = 0;
     w->o.stop = &w->stop;
+}
+
+static void worker_go(worker_thread *w) {
     pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+static void worker_start(worker_thread *w, const lt_kafka_config *c, const char *storage, const char *work,
+                         const char *id) {
+    worker_init(w, c, storage, work, id);
+    worker_go(w);
 }
 
 static void worker_stop(worker_thread *w) {
@@ -90,6 +103,7 @@ static void worker_stop(worker_thread *w) {
 typedef struct {
     rd_kafka_t *rk; /* reader of <p>events */
     lt_msg_event ev[MAX_EVENTS];
+    int32_t part[MAX_EVENTS]; /* the <p>events partition each came from */
     int n;
 } events;
 
@@ -102,7 +116,7 @@ static void events_poll(events *e, int timeout_ms) {
         if (!m->err && e->n < MAX_EVENTS) {
             lt_status st = lt_msg_event_decode(m->payload, m->len, &e->ev[e->n], &err);
             CHECK_MSG(st == LT_OK, "event does not decode: %s", err.msg);
-            if (st == LT_OK) e->n++;
+            if (st == LT_OK) e->part[e->n++] = m->partition;
         }
         rd_kafka_message_destroy(m);
     }
@@ -177,6 +191,83 @@ static void cancel(lt_kafka_producer *p, const lt_kafka_config *c, const char *i
     char *json = lt_msg_control_encode(&m, NULL);
     produce_raw(p, c, LT_TOPIC_CONTROL, id, json);
     free(json);
+}
+
+/* A "noop" job (the dispatch benchmark's: a result and SUCCEEDED, no storage, no training) keyed by key,
+ * so it lands in key's partition of <p>jobs. */
+static void submit_noop(lt_kafka_producer *p, const lt_kafka_config *c, const char *key, const char *id) {
+    char topic[LT_KAFKA_TOPIC_MAX], output[256], *json = NULL;
+    lt_msg_job j = {0};
+    lt_err err = {{0}};
+    snprintf(output, sizeof output, "noop/%s", id);
+    j.type = "noop";
+    j.id = (char *)id;
+    j.name = "";
+    j.algorithm = "noop";
+    j.dataset = "none";
+    j.output = output;
+    CHECK_MSG(lt_msg_job_encode(&j, &json, &err) == LT_OK, "encode: %s", err.msg);
+    CHECK(lt_kafka_produce_sync(p, lt_kafka_topic(c, LT_TOPIC_JOBS, topic, sizeof topic), key, json,
+                                strlen(json), NULL, 0, &err) == LT_OK);
+    free(json);
+}
+
+#define QID 32
+
+/* n job ids "<prefix>-<k>" whose events all go to partition 0 of <p>events (and whose messages, keyed by
+ * id, to partition 0 of <p>jobs): librdkafka's default partitioner (consistent_random) hashes the key
+ * with CRC32. In one partition the events arrive in the order the worker produced them, so the order of
+ * the final states is the order the jobs ran in. */
+static void ids_in_partition0(const char *prefix, int n, int partitions, char (*ids)[QID]) {
+    for (int k = 0, got = 0; got < n; k++) {
+        snprintf(ids[got], QID, "%s-%d", prefix, k);
+        if (rd_kafka_msg_partitioner_consistent_random(NULL, ids[got], strlen(ids[got]), partitions, NULL,
+                                                       NULL) == 0)
+            got++;
+    }
+}
+
+/* The final state events of ids[0..n) must come exactly once each, from partition 0, in the order of
+ * ids, all at or after index from: no job lost, run twice or run out of order. ids[0] is the slow job
+ * (final state first_state); the others are noop jobs (SUCCEEDED after exactly one result). */
+static void check_ran_once_in_order(const events *e, int from, char (*ids)[QID], int n,
+                                    lt_job_state first_state, const char *what) {
+    int prev = -1;
+    for (int k = 0; k < n; k++) {
+        int finals = 0, results = 0, at = -1, other = 0;
+        for (int i = 0; i < e->n; i++) {
+            if (strcmp(e->ev[i].job_id, ids[k]) != 0) continue;
+            if (i < from) other++;
+            if (e->ev[i].type == LT_EV_RESULT) results++;
+            if (e->ev[i].type == LT_EV_STATE && lt_job_state_is_final(e->ev[i].state)) {
+                finals++;
+                at = i;
+            }
+        }
+        lt_job_state want = k == 0 ? first_state : LT_JOB_SUCCEEDED;
+        CHECK_MSG(finals == 1 && other == 0, "%s: %s has %d final events (%d before this part), expected 1",
+                  what, ids[k], finals, other);
+        CHECK_MSG(k == 0 || results == 1, "%s: %s has %d result events, expected 1", what, ids[k], results);
+        if (at < 0) continue;
+        CHECK_MSG(e->ev[at].state == want, "%s: %s ended %s, expected %s", what, ids[k],
+                  lt_job_state_name(e->ev[at].state), lt_job_state_name(want));
+        CHECK_MSG(e->part[at] == 0,
+                  "%s: %s's events came from partition %d, not 0 (the producer's partitioner "
+                  "changed? ids_in_partition0 assumes consistent_random)",
+                  what, ids[k], (int)e->part[at]);
+        CHECK_MSG(at > prev, "%s: %s ended before %s: jobs ran out of order", what, ids[k],
+                  k ? ids[k - 1] : "-");
+        prev = at;
+    }
+}
+
+/* Waits until every id has a final event (or timeout_s passed), then reads on for a moment so that
+ * duplicates would show. */
+static void wait_all_final(events *e, int from, char (*ids)[QID], int n, double timeout_s) {
+    double until = now_s() + timeout_s;
+    for (int k = 0; k < n; k++)
+        if (events_wait(e, from, ids[k], LT_EV_STATE, -1, until - now_s()) < 0) break;
+    events_poll(e, 500);
 }
 
 /* Sum of the group's committed offsets over the jobs partitions: the number of job messages settled
@@ -406,7 +497,10 @@ int main(void) {
     CHECK_MSG(latest && !strncmp(latest, "step-", 5), "job-g has no checkpoint in storage");
     int64_t saved = latest ? strtoll(latest + 5, NULL, 10) : -1;
     free(latest);
-    worker_start(&w, &c, store, work, "w2");
+    worker_init(&w, &c, store, work, "w2");
+    /* a job whose storage fails transiently waits 60 s before its next try: the slow job of 9 and 10 */
+    w.o.retry_base_ms = 60000;
+    worker_go(&w);
     int g2 = events_wait(&ev, before, "job-g", LT_EV_STATE, LT_JOB_RUNNING, 60);
     g2 = g2 >= 0 ? events_wait(&ev, g2 + 1, "job-g", LT_EV_STATE, LT_JOB_RUNNING, 60) : -1;
     CHECK_MSG(g2 >= 0 && ev.ev[g2].resumed_from_step == saved && saved > 0 && ev.ev[g2].attempt == 2 &&
@@ -419,7 +513,68 @@ int main(void) {
     int gprog = g2 >= 0 ? events_wait(&ev, g2, "job-g", LT_EV_PROGRESS, 0, 1) : -1;
     CHECK(gprog >= 0 && ev.ev[gprog].step == saved + 1);
     CHECK(wait_committed(group, &c, partitions, 9, 10) == 9);
+
+    /* 9. the local queue: jobs produced to the partition of a running (slow) job are polled into the
+     *    worker's queue while it runs; once it ends (cancelled), each runs once, in order, and the
+     *    committed offset ends after the last. The slow job's data set is on an S3 endpoint that refuses
+     *    connections: after its first try it waits out w2's 60 s backoff, until a cancel or a shutdown. */
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9", 1);
+    const char *unreachable = "s3://lathe-test/datasets/tiny";
+    enum { NQ1 = 12, NQ2 = 20 };
+    char q1[1 + NQ1][QID], q2[1 + NQ2][QID];
+    ids_in_partition0("q1", 1 + NQ1, partitions, q1);
+    ids_in_partition0("q2", 1 + NQ2, partitions, q2);
+    before = ev.n;
+    submit(p, &c, q1[0], tiny, unreachable);
+    CHECK_MSG(events_wait(&ev, before, q1[0], LT_EV_LOG, 0, 60) >= 0, "%s never retried", q1[0]);
+    for (int k = 1; k <= NQ1; k++)
+        submit_noop(p, &c, q1[0], q1[k]);
+    usleep(1000000); /* polled into the queue meanwhile (the loop polls every <= 100 ms) */
+    events_poll(&ev, 0);
+    for (int k = 1; k <= NQ1; k++)
+        CHECK_MSG(events_wait(&ev, before, q1[k], LT_EV_STATE, -1, 0) < 0, "%s ran while %s was running",
+                  q1[k], q1[0]);
+    CHECK(committed_total(group, &c, partitions) == 9);
+    cancel(p, &c, q1[0]);
+    wait_all_final(&ev, before, q1, 1 + NQ1, 60);
+    check_ran_once_in_order(&ev, before, q1, 1 + NQ1, LT_JOB_CANCELLED, "queue");
+    CHECK_MSG(wait_committed(group, &c, partitions, 10 + NQ1, 10) == 10 + NQ1, "committed %lld, expected %d",
+              (long long)committed_total(group, &c, partitions), 10 + NQ1);
+
+    /* 10. a shutdown with jobs queued behind the running one: the running job stops (no final event) and
+     *     nothing past it is committed; the queued jobs were not run. The next worker, whose queue holds 4
+     *     (so its partitions are paused at 4 and resumed at 2 over and over), runs them all once, in
+     *     order: nothing queued was lost or committed. */
+    before = ev.n;
+    submit(p, &c, q2[0], tiny, unreachable);
+    CHECK_MSG(events_wait(&ev, before, q2[0], LT_EV_LOG, 0, 60) >= 0, "%s never retried", q2[0]);
+    for (int k = 1; k <= NQ2; k++)
+        submit_noop(p, &c, q2[0], q2[k]);
+    usleep(1000000);
     worker_stop(&w);
+    events_poll(&ev, 500);
+    for (int k = 0; k <= NQ2; k++)
+        CHECK_MSG(events_wait(&ev, before, q2[k], LT_EV_STATE, -1, 0) < 0, "%s ended on the stopped worker",
+                  q2[k]);
+    CHECK_MSG(committed_total(group, &c, partitions) == 10 + NQ1,
+              "a stopped worker committed %lld, expected %d",
+              (long long)committed_total(group, &c, partitions), 10 + NQ1);
+    cancel(p, &c, q2[0]); /* the next worker ends it without training it again */
+    worker_init(&w, &c, store, work, "w3");
+    w.o.queue_max = 4;
+    w.o.retry_base_ms = 60000;
+    worker_go(&w);
+    wait_all_final(&ev, before, q2, 1 + NQ2, 90);
+    check_ran_once_in_order(&ev, before, q2, 1 + NQ2, LT_JOB_CANCELLED, "after a shutdown");
+    for (int i = before; i < ev.n; i++)
+        if (ev.ev[i].type == LT_EV_STATE && lt_job_state_is_final(ev.ev[i].state) &&
+            !strncmp(ev.ev[i].job_id, "q2-", 3))
+            CHECK_MSG(!strcmp(ev.ev[i].worker, "w3"), "%s ended on %s", ev.ev[i].job_id, ev.ev[i].worker);
+    CHECK_MSG(wait_committed(group, &c, partitions, 11 + NQ1 + NQ2, 10) == 11 + NQ1 + NQ2,
+              "committed %lld, expected %d", (long long)committed_total(group, &c, partitions),
+              11 + NQ1 + NQ2);
+    worker_stop(&w);
+    unsetenv("AWS_ENDPOINT_URL");
 
     for (int i = 0; i < ev.n; i++)
         lt_msg_event_free(&ev.ev[i]);

@@ -7,8 +7,8 @@
  * wake the broker thread (rd_kafka_toppar_pause_resume in 2.0 only bumps the version barrier), so the
  * refetch waited for the broker thread's next wake-up: up to 1 s idle, or fetch.wait.max.ms behind an
  * in-flight fetch. Measured: ~11 ms of work, then 0.4-1 s waiting, per job. With the queue, that wait
- * happens once per AHEAD_LOW jobs and overlaps with them. Nothing about delivery changes: a message's offset
- * is still stored only when it is handled (its job's final event delivered, or it went to the DLQ), in
+ * happens once per queue_max / 2 jobs and overlaps with them. Nothing about delivery changes: a message's
+ * offset is still stored only when it is handled (its job's final event delivered, or it went to the DLQ), in
  * partition order, so a crash or a revocation redelivers every queued message. */
 #define _GNU_SOURCE
 #include "worker.h"
@@ -25,12 +25,10 @@
 
 #define CANCEL_RING 4096 /* cancelled job ids remembered (a cancel may arrive before its job) */
 #define REQUEUE_MAX 64
-/* The local queue: pause every partition at AHEAD_HIGH queued messages, resume at AHEAD_LOW. AHEAD_LOW
- * tiny jobs (~2-10 ms each) must outlast a resume's refetch (up to ~1 s, see above); AHEAD_MAX leaves room
- * for what the brokers hand over before the pause takes effect. A queued message is a job request of a few
- * hundred bytes. */
-#define AHEAD_HIGH 256
-#define AHEAD_LOW 128
+/* The local queue: pause every partition at o->queue_max queued messages (256), resume at half of it. The
+ * half (128 tiny jobs of ~2-10 ms each) must outlast a resume's refetch (up to ~1 s, see above); AHEAD_MAX
+ * leaves room for what the brokers hand over before the pause takes effect. A queued message is a job
+ * request of a few hundred bytes. */
 #define AHEAD_MAX 512
 
 /* A message to read again later: its partition was sought back and paused until `due`. */
@@ -58,7 +56,7 @@ typedef struct {
     int n_requeue;
     rd_kafka_message_t *ahead[AHEAD_MAX]; /* (n_ahead) ring from ahead_head: polled, not yet handled */
     int ahead_head, n_ahead;
-    int flow_paused; /* every partition paused because the queue reached AHEAD_HIGH */
+    int flow_paused; /* every partition paused because the queue reached o->queue_max */
 } worker;
 
 static double mono_now(void) {
@@ -84,6 +82,7 @@ void lt_worker_opts_init(lt_worker_opts *o) {
     o->batch_size = 8;
     o->batch_checkpoint_images = 256;
     o->poll_ms = 100;
+    o->queue_max = AHEAD_MAX / 2;
     o->max_poll_interval_ms = 300000;
     o->message_timeout_ms = 60000;
 }
@@ -181,12 +180,12 @@ static void requeue_due(worker *w) {
     }
 }
 
-/* Pauses every partition when the queue reaches AHEAD_HIGH, resumes them when it is down to AHEAD_LOW. */
+/* Pauses every partition when the queue reaches queue_max, resumes them when it is down to half of it. */
 static void flow_control(worker *w) {
-    if (!w->flow_paused && w->n_ahead >= AHEAD_HIGH) {
+    if (!w->flow_paused && w->n_ahead >= w->o->queue_max) {
         set_paused(w, 1);
         w->flow_paused = 1;
-    } else if (w->flow_paused && w->n_ahead <= AHEAD_LOW && !*w->o->stop) {
+    } else if (w->flow_paused && w->n_ahead <= w->o->queue_max / 2 && !*w->o->stop) {
         w->flow_paused = 0;
         set_paused(w, 0);
     }
@@ -436,6 +435,9 @@ lt_status lt_worker_run(const lt_worker_opts *o, lt_err *err) {
     if (o->poll_ms < 1 || o->poll_ms > 100)
         return lt_errorf(err, LT_ERR_ARG, "worker: --poll-ms must be 1..100, got %d", o->poll_ms);
     if (o->max_attempts < 1) return lt_errorf(err, LT_ERR_ARG, "worker: --max-attempts must be >= 1");
+    if (o->queue_max < 2 || o->queue_max > AHEAD_MAX / 2)
+        return lt_errorf(err, LT_ERR_ARG, "worker: queue_max must be 2..%d, got %d", AHEAD_MAX / 2,
+                         o->queue_max);
     worker *w = calloc(1, sizeof *w);
     if (!w || !(w->cancelled = calloc(CANCEL_RING, sizeof *w->cancelled))) {
         free(w);

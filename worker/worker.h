@@ -31,10 +31,12 @@ typedef struct {
     int progress_interval_ms; /* at most one "progress" event per interval, plus the last step (default 1000)
                                */
     int poll_ms;              /* consumer poll timeout, 1..100 (default 100) */
-    int max_poll_interval_ms; /* max.poll.interval.ms (default 300000) */
-    int message_timeout_ms;   /* how long an event may take to reach the brokers (default 60000) */
-    int64_t checkpoint_steps; /* also checkpoint every N steps (default 0: at epoch ends only) */
-    int batch_size;           /* batch inference: images per forward pass (default 8) */
+    int queue_max; /* messages polled while a job runs wait in a local queue: every partition is paused when
+                      it holds this many and resumed at half (default 256, 2..256; the tests use less) */
+    int max_poll_interval_ms;    /* max.poll.interval.ms (default 300000) */
+    int message_timeout_ms;      /* how long an event may take to reach the brokers (default 60000) */
+    int64_t checkpoint_steps;    /* also checkpoint every N steps (default 0: at epoch ends only) */
+    int batch_size;              /* batch inference: images per forward pass (default 8) */
     int batch_checkpoint_images; /* batch inference: checkpoint at least every N images (default 256; also
                                     every 10 s) */
     int keep_work;               /* keep jobs/<id>/ after a job (for debugging) */
