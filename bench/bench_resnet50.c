@@ -79,12 +79,14 @@ static void profile(lt_graph *g, lt_tensor *loss, lt_rng *rng, int reps) {
         for (int r = 0; r < reps; r++)
             for (int i = N - 1; i >= 0; i--) {
                 lt_node *n = lt_graph_node(g, i);
-                bbest[i] = 0;
-                if (!n->out->requires_grad || !n->op->backward) continue;
+                if (!n->out->requires_grad || !n->op->backward) {
+                    bbest[i] = 0;
+                    continue;
+                }
                 double t = now();
                 n->op->backward(n, &ex);
                 t = now() - t;
-                if (r == 0 || t < bbest[i]) bbest[i] = t;
+                if (t < bbest[i]) bbest[i] = t;
             }
         print_ops(g, bbest, "backward");
     }
