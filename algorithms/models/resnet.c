@@ -145,6 +145,9 @@ static lt_tensor *convbn(lt_graph *g, const lt_resnet_convbn *cb, lt_tensor *x, 
         return lt_conv2d_bn_eval(g, x, cb->weight, c, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var,
                                  (lt_bn_mode)bn_mode, 1e-5f, res, relu);
     lt_tensor *y = lt_conv2d(g, x, cb->weight, NULL, c);
+    if (relu && !res)
+        return lt_batchnorm2d_relu(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode,
+                                   0.1f, 1e-5f);
     y = lt_batchnorm2d(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode, 0.1f, 1e-5f);
     if (res) y = lt_add(g, y, res);
     return relu ? lt_relu(g, y) : y;
