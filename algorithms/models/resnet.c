@@ -137,7 +137,8 @@ void lt_resnet_init_classifier(lt_resnet *m, lt_rng *r) {
 }
 
 /* relu?(bn(conv(x)) + res?). An inference graph with running statistics runs it as one fused node (the
- * batch norm, residual add and ReLU in the convolution's output pass); otherwise as separate ops. */
+ * batch norm, residual add and ReLU in the convolution's output pass); otherwise as a convolution and one
+ * fused batch-norm node. */
 static lt_tensor *convbn(lt_graph *g, const lt_resnet_convbn *cb, lt_tensor *x, int bn_mode, lt_tensor *res,
                          int relu) {
     lt_conv2d_cfg c = {cb->stride, cb->stride, cb->kernel / 2, cb->kernel / 2, 1, 1, 1};
@@ -145,12 +146,8 @@ static lt_tensor *convbn(lt_graph *g, const lt_resnet_convbn *cb, lt_tensor *x, 
         return lt_conv2d_bn_eval(g, x, cb->weight, c, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var,
                                  (lt_bn_mode)bn_mode, 1e-5f, res, relu);
     lt_tensor *y = lt_conv2d(g, x, cb->weight, NULL, c);
-    if (relu && !res)
-        return lt_batchnorm2d_relu(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode,
-                                   0.1f, 1e-5f);
-    y = lt_batchnorm2d(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode, 0.1f, 1e-5f);
-    if (res) y = lt_add(g, y, res);
-    return relu ? lt_relu(g, y) : y;
+    return lt_batchnorm2d_fused(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode, 0.1f,
+                                1e-5f, res, relu);
 }
 
 lt_tensor *lt_resnet_forward(lt_resnet *m, lt_graph *g, lt_tensor *pixels, int bn_mode, lt_tensor **stage_out) {
