@@ -46,6 +46,12 @@
 /* Forward gives each thread its own units (rather than sharing units by output channel) when they still
  * have this many columns; measured on ResNet-50's 4x4 and 2x2 stages, with 1x1 images staying shared. */
 #define CONV_COLS_MIN 32
+/* A batch smaller than the thread count is cut into pieces of output rows, one per thread, when a piece
+ * keeps this many columns; otherwise the threads share whole images by output channel, each building the
+ * full col matrix. For im2col convolutions the duplicated im2col costs more than narrower GEMMs: on
+ * ResNet-50's 3x3 layers at 14x14, batch 1, 2 threads, pieces of 98 columns measured 139 -> 155-163 GF/s,
+ * while pieces of 21-28 columns (7x7) lost 25%. In-place 1x1 convolutions build nothing and keep 256. */
+#define CONV_COLS_PIECE 64
 /* Most floats one thread's col buffer may hold; bigger images are cut into pieces of output rows. */
 #define CONV_COL_BUDGET ((int64_t)1 << 22)
 
@@ -199,7 +205,7 @@ void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p
         if (chunks >= T) {
             chunks = ceil_div(chunks, T) * T;
             nb = ceil_div(d->n, chunks);
-        } else if (nb == 1 && P / ceil_div(T, d->n) >= CONV_COLS_FW) {
+        } else if (nb == 1 && P / ceil_div(T, d->n) >= (g.pointwise ? CONV_COLS_FW : CONV_COLS_PIECE)) {
             p->piece_rows = ceil_div(d->oh, ceil_div(T, d->n));
         }
         p->nb = nb;
