@@ -82,7 +82,29 @@ static void maxpool_values(float *out,     /* (planes, OH, OW) */
                     colmax[iw] = max_nan(colmax[iw], row[iw]);
             }
             float *op = out + (p * OH + oh) * OW;
+            /* stride 2 (ResNet's stem pool): windows inside the row, tap by tap, vectorized (a constant
+             * stride gathers with shuffles); the edge windows below */
+            int64_t lo = 0, hi = 0;
+            if (k.sw == 2) {
+                lo = (k.pw + 1) / 2;
+                hi = W - k.kw + k.pw >= 0 ? (W - k.kw + k.pw) / 2 + 1 : 0;
+                if (hi > OW) hi = OW;
+                if (hi < lo) hi = lo;
+                const int64_t pw = k.pw; /* colmax[2 ow - pw + t] is tap t of window ow, inside the row */
+#pragma omp simd
+                for (int64_t ow = lo; ow < hi; ow++)
+                    op[ow] = colmax[2 * ow - pw];
+                for (int64_t t = 1; t < k.kw; t++) {
+#pragma omp simd
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        op[ow] = max_nan(op[ow], colmax[2 * ow - pw + t]);
+                }
+            }
             for (int64_t ow = 0; ow < OW; ow++) {
+                if (ow == lo && hi > lo) {
+                    ow = hi - 1;
+                    continue;
+                }
                 int64_t w0 = ow * k.sw - k.pw, w1 = w0 + k.kw;
                 if (w0 < 0) w0 = 0;
                 if (w1 > W) w1 = W;
