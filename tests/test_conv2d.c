@@ -365,8 +365,133 @@ static void test_modes(void) {
     free(yref);
 }
 
+/* ---- fused epilogue (batch norm, residual, ReLU) ---- */
+
+/* lt_conv2d_forward_epi under plan p against the reference convolution followed by the epilogue written
+ * out by hand, for every combination of scale/shift, residual and ReLU. */
+static void compare_epi(const conv_case *k, const lt_conv2d_plan *p, const char *plan_name) {
+    lt_conv2d_dims d = case_dims(k);
+    int64_t xn = d.n * d.c * d.h * d.w, wn = d.o * (d.c / d.cfg.groups) * d.kh * d.kw,
+            yn = d.n * d.o * d.oh * d.ow, P = d.oh * d.ow;
+    lt_rng r;
+    lt_rng_seed(&r, 7, 1);
+    float *x = randn(xn, &r), *w = randn(wn, &r), *scale = randn(d.o, &r), *shift = randn(d.o, &r);
+    float *res = randn(yn, &r), *conv = malloc((size_t)yn * sizeof(float)),
+          *want = malloc((size_t)yn * sizeof(float));
+    float *y = malloc((size_t)yn * sizeof(float));
+    lt_conv2d_forward_ref(conv, x, w, NULL, &d);
+    int64_t sn = lt_conv2d_scratch_numel(&d, p, 0);
+    float *scratch = malloc((size_t)(sn ? sn : 1) * sizeof(float));
+    for (int v = 0; v < 8; v++) {
+        int affine = v & 1, with_res = v & 2, relu = (v & 4) != 0;
+        lt_conv2d_epi e = {affine ? scale : NULL, shift, with_res ? res : NULL, relu};
+        for (int64_t i = 0; i < yn; i++) {
+            int64_t o = i / P % d.o;
+            double t = (double)conv[i] * (affine ? scale[o] : 1.0) + shift[o] + (with_res ? res[i] : 0.0);
+            want[i] = (float)(relu && t < 0 ? 0.0 : t);
+        }
+        for (int64_t i = 0; i < sn; i++)
+            scratch[i] = NAN;
+        for (int64_t i = 0; i < yn; i++)
+            y[i] = NAN;
+        lt_conv2d_forward_epi(y, x, w, &e, &d, p, scratch);
+        char what[256];
+        snprintf(what, sizeof what, "%s [%s] epilogue %s%s%s", k->name, plan_name,
+                 affine ? "scale+shift" : "shift", with_res ? " +res" : "", relu ? " relu" : "");
+        double tol = 1e-4 * sqrt((double)(d.c / d.cfg.groups * d.kh * d.kw));
+        CHECK_CLOSE(what, y, want, yn, tol, 1e-4);
+    }
+    free(x), free(w), free(scale), free(shift), free(res), free(conv), free(want), free(y), free(scratch);
+}
+
+static void test_epilogue(void) {
+    /* the GEMM paths (in place, batched through the stage buffer, pieces of rows, shared leftover units),
+     * the cropped kernel, the all-padding and the depthwise paths */
+    static const int picks[] = {0, 1, 5, 9, 10, 14, 15, 25, 26};
+    for (size_t i = 0; i < sizeof picks / sizeof *picks; i++) {
+        const conv_case *k = &CASES[picks[i]];
+        lt_conv2d_dims d = case_dims(k);
+        lt_conv2d_plan p;
+        lt_conv2d_plan_auto(&d, 2, &p);
+        compare_epi(k, &p, "auto");
+        if (d.c / d.cfg.groups == 1) {
+            compare_epi(k, &(lt_conv2d_plan){1, d.oh, 1, d.oh, 1, 1}, "direct");
+            continue;
+        }
+        compare_epi(k, &(lt_conv2d_plan){1, 1, 1, 1, 2, 0}, "nb 1 rows 1, 2 threads");
+        compare_epi(k, &(lt_conv2d_plan){d.n, d.oh, 1, d.oh, 2, 0}, "nb n, 2 threads");
+        if (d.n >= 2) compare_epi(k, &(lt_conv2d_plan){2, d.oh, 2, d.oh, 1, 0}, "nb 2, 1 thread");
+    }
+}
+
+/* The fused graph node against conv2d -> batchnorm2d -> add -> relu in an eval graph, both batch-norm modes
+ * that allow it, with and without residual and ReLU: the same float operations in the same order, so the
+ * two agree to rounding. */
+static void test_conv_bn_node(void) {
+    lt_rng r;
+    lt_rng_seed(&r, 11, 2);
+    int64_t xs[4] = {2, 5, 7, 6}, ws[4] = {6, 5, 3, 3}, cs[1] = {6}, ys[4] = {2, 6, 4, 3};
+    lt_conv2d_cfg cfg = {2, 2, 1, 1, 1, 1, 1};
+    for (int v = 0; v < 8; v++) {
+        lt_bn_mode mode = v & 1 ? LT_BN_FROZEN : LT_BN_EVAL;
+        int with_res = (v & 2) != 0, relu = (v & 4) != 0;
+        float *outs[2];
+        for (int fused = 0; fused < 2; fused++) {
+            lt_rng rr = r;
+            lt_graph *g = lt_graph_create(LT_MODE_EVAL, NULL);
+            lt_tensor *x = lt_graph_input(g, "x", xs, 4, 0), *w = lt_graph_input(g, "w", ws, 4, 0);
+            lt_tensor *bw = lt_graph_input(g, "bw", cs, 1, 0), *bb = lt_graph_input(g, "bb", cs, 1, 0);
+            lt_tensor *rm = lt_graph_input(g, "rm", cs, 1, 0), *rv = lt_graph_input(g, "rv", cs, 1, 0);
+            lt_tensor *res = with_res ? lt_graph_input(g, "res", ys, 4, 0) : NULL, *y;
+            if (fused) {
+                y = lt_conv2d_bn_eval(g, x, w, cfg, bw, bb, rm, rv, mode, 1e-5f, res, relu);
+            } else {
+                y = lt_batchnorm2d(g, lt_conv2d(g, x, w, NULL, cfg), bw, bb, rm, rv, mode, 0.1f, 1e-5f);
+                if (res) y = lt_add(g, y, res);
+                if (relu) y = lt_relu(g, y);
+            }
+            lt_graph_keep(g, y);
+            lt_err err = {{0}};
+            CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
+            if (check_failed) return;
+            lt_tensor *all[7] = {x, w, bw, bb, rm, rv, res};
+            for (int t = 0; t < 7; t++)
+                for (int64_t i = 0; all[t] && i < all[t]->numel; i++)
+                    all[t]->data[i] = t == 5 ? 0.5f + fabsf(lt_rng_normal(&rr)) : lt_rng_normal(&rr);
+            lt_graph_forward(g);
+            CHECK(y->shape[1] == 6 && y->numel == 2 * 6 * 4 * 3);
+            outs[fused] = copy(y->data, y->numel);
+            lt_graph_destroy(g);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "conv2d_bn %s%s%s vs separate ops",
+                 mode == LT_BN_FROZEN ? "frozen" : "eval", with_res ? " +res" : "", relu ? " relu" : "");
+        CHECK_CLOSE(what, outs[1], outs[0], 2 * 6 * 4 * 3, 1e-6, 1e-6);
+        free(outs[0]);
+        free(outs[1]);
+    }
+    /* errors: a training graph, a residual of the wrong shape, a batch-norm vector of the wrong size */
+    for (int c = 0; c < 3; c++) {
+        lt_graph *g = lt_graph_create(c == 0 ? LT_MODE_TRAIN : LT_MODE_EVAL, NULL);
+        int64_t bad[4] = {2, 6, 4, 4}, c5[1] = {5};
+        lt_tensor *x = lt_graph_input(g, "x", xs, 4, 0), *w = lt_graph_input(g, "w", ws, 4, 0);
+        lt_tensor *rm = lt_graph_input(g, "rm", c == 2 ? c5 : cs, 1, 0),
+                  *rv = lt_graph_input(g, "rv", cs, 1, 0);
+        lt_tensor *res = c == 1 ? lt_graph_input(g, "res", bad, 4, 0) : NULL;
+        CHECK(lt_conv2d_bn_eval(g, x, w, cfg, NULL, NULL, rm, rv, LT_BN_EVAL, 1e-5f, res, 1) == NULL);
+        lt_err err = {{0}};
+        CHECK(lt_graph_plan(g, &err) != LT_OK);
+        static const char *needle[3] = {"inference only", "(2, 6, 4, 4)", "running_mean"};
+        CHECK_MSG(strstr(err.msg, "conv2d_bn") && strstr(err.msg, needle[c]), "message '%s' lacks '%s'",
+                  err.msg, needle[c]);
+        lt_graph_destroy(g);
+    }
+}
+
 int main(void) {
     test_fast_vs_reference();
+    test_epilogue();
+    test_conv_bn_node();
     test_gradcheck();
     test_golden();
     test_builder();

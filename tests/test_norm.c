@@ -562,6 +562,152 @@ static void test_layernorm_errors_and_flags(void) {
     lt_graph_destroy(g);
 }
 
+/* ---- batchnorm2d_fused: relu?(bn + res?) as one node, against the separate ops ---- */
+
+typedef struct {
+    lt_bn_mode mode;
+    int res, relu; /* pass input 5 as the residual; apply the ReLU */
+} bnf_ctx;
+
+static lt_tensor *build_bn_fused(lt_graph *g, lt_tensor **in, void *ctx) {
+    bnf_ctx *c = ctx;
+    return lt_batchnorm2d_fused(g, in[0], in[1], in[2], in[3], in[4], c->mode, 0.1f, 1e-5f,
+                                c->res ? in[5] : NULL, c->relu);
+}
+
+/* Moves each x so that the ReLU's input (running statistics: eval and frozen modes) lies at least 0.2 from
+ * its kink, where finite differences would straddle it. */
+static void away_from_kink(lt_tensor **in, int n_in, void *ctx) {
+    bnf_ctx *c = ctx;
+    lt_tensor *x = in[0];
+    const int64_t C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    for (int64_t i = 0; i < x->numel; i++) {
+        int64_t ch = i / HW % C;
+        float a = in[1]->data[ch] / sqrtf(in[4]->data[ch] + 1e-5f);
+        float y = (x->data[i] - in[3]->data[ch]) * a + in[2]->data[ch] + (c->res ? in[5]->data[i] : 0.0f);
+        if (fabsf(y) < 0.2f && fabsf(a) > 1e-3f) x->data[i] += (y >= 0 ? 0.3f : -0.3f) / a;
+    }
+}
+
+/* The fused node against lt_relu(lt_add(lt_batchnorm2d(...), res)) in one mode: output, running statistics
+ * and every gradient; planes of 40 values (vector bodies and tails), more than the OpenMP threshold. */
+static void compare_bn_fused(lt_bn_mode mode, int with_res, int relu) {
+    const int64_t N = 4, C = 6, H = 37, W = 40, n = N * C * H * W;
+    float *res[2][7];
+    for (int fused = 0; fused < 2; fused++) {
+        lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
+        int64_t shape[4] = {N, C, H, W}, cs[1] = {C};
+        lt_tensor *x = lt_graph_input(g, "x", shape, 4, 1), *r = lt_graph_input(g, "r", shape, 4, 1);
+        lt_tensor *w = lt_graph_input(g, "w", cs, 1, 1), *b = lt_graph_input(g, "b", cs, 1, 1);
+        lt_tensor *rm = lt_graph_input(g, "rm", cs, 1, 0), *rv = lt_graph_input(g, "rv", cs, 1, 0);
+        lt_tensor *y;
+        if (fused) {
+            y = lt_batchnorm2d_fused(g, x, w, b, rm, rv, mode, 0.1f, 1e-5f, with_res ? r : NULL, relu);
+        } else {
+            y = lt_batchnorm2d(g, x, w, b, rm, rv, mode, 0.1f, 1e-5f);
+            if (with_res) y = lt_add(g, y, r);
+            if (relu) y = lt_relu(g, y);
+        }
+        lt_graph_keep(g, y);
+        lt_err err = {{0}};
+        CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
+        if (check_failed) return;
+        lt_rng rng;
+        lt_rng_seed(&rng, 9, 4);
+        for (int64_t i = 0; i < n; i++) {
+            x->data[i] = 0.7f * lt_rng_normal(&rng) + 0.2f;
+            r->data[i] = 0.5f * lt_rng_normal(&rng);
+        }
+        for (int64_t ch = 0; ch < C; ch++) {
+            w->data[ch] = 1.0f + 0.2f * lt_rng_normal(&rng);
+            b->data[ch] = 0.3f * lt_rng_normal(&rng);
+            rm->data[ch] = 0.1f * lt_rng_normal(&rng);
+            rv->data[ch] = 0.5f + fabsf(lt_rng_normal(&rng));
+        }
+        float *dy = malloc((size_t)n * sizeof *dy);
+        for (int64_t i = 0; i < n; i++)
+            dy[i] = lt_rng_normal(&rng);
+        dy[5] = NAN; /* masked or not, as relu_backward decides */
+        lt_graph_forward(g);
+        lt_graph_backward(g, y, dy);
+        free(dy);
+        const float *src[7] = {y->data, x->grad, w->grad, b->grad, rm->data, rv->data, r->grad};
+        const int64_t len[7] = {n, n, C, C, C, C, n};
+        for (int t = 0; t < 7; t++) {
+            res[fused][t] = malloc((size_t)len[t] * sizeof(float));
+            if (src[t])
+                memcpy(res[fused][t], src[t], (size_t)len[t] * sizeof(float));
+            else
+                memset(res[fused][t], 0, (size_t)len[t] * sizeof(float));
+        }
+        lt_graph_destroy(g);
+    }
+    static const char *names[7] = {"y", "dx", "dweight", "dbias", "running_mean", "running_var", "dres"};
+    const int64_t len[7] = {n, n, C, C, C, C, n};
+    for (int t = 0; t < 7; t++) {
+        char what[96];
+        snprintf(what, sizeof what, "bn fused mode %d%s%s %s vs separate ops", (int)mode,
+                 with_res ? " +res" : "", relu ? " relu" : "", names[t]);
+        int nan_same = 1;
+        for (int64_t i = 0; i < len[t]; i++) {
+            if (isnan(res[0][t][i]) != isnan(res[1][t][i])) nan_same = 0;
+            if (isnan(res[0][t][i])) res[0][t][i] = res[1][t][i] = 0.0f;
+        }
+        CHECK_MSG(nan_same, "%s: NaNs differ", what);
+        CHECK_CLOSE(what, res[1][t], res[0][t], len[t], 1e-5, 1e-5);
+        free(res[0][t]);
+        free(res[1][t]);
+    }
+}
+
+static void test_bn_fused(void) {
+    /* finite differences where the statistics are fixed (the kink can then be avoided) */
+    lt_bn_mode modes[2] = {LT_BN_EVAL, LT_BN_FROZEN};
+    for (int k = 0; k < 2; k++)
+        for (int with_res = 0; with_res < 2; with_res++) {
+            int frozen = modes[k] == LT_BN_FROZEN;
+            gc_input ins[6] = {
+                {"x", {3, 4, 5, 3}, 4, 1, GC_NORMAL, 0.5f, 1.5f},
+                {"weight", {4}, 1, !frozen, GC_NORMAL, 1.0f, 0.5f},
+                {"bias", {4}, 1, !frozen, GC_NORMAL, 0.0f, 0.5f},
+                {"running_mean", {4}, 1, 0, GC_NORMAL, 0.0f, 0.3f},
+                {"running_var", {4}, 1, 0, GC_UNIFORM, 0.5f, 2.0f},
+                {"res", {3, 4, 5, 3}, 4, 1, GC_NORMAL, 0.0f, 0.5f},
+            };
+            bnf_ctx c = {modes[k], with_res, 1};
+            char label[64];
+            snprintf(label, sizeof label, "bn fused %s%s relu (3,4,5,3)", frozen ? "frozen" : "eval",
+                     with_res ? " +res" : "");
+            gradcheck_fix(label, ins, with_res ? 6 : 5, build_bn_fused, away_from_kink, &c,
+                          (gc_opts){.seed = 12, .max_points = 80});
+        }
+    /* batch statistics: the residual without a ReLU has no kink */
+    gc_input ins[6] = {
+        {"x", {3, 4, 5, 3}, 4, 1, GC_NORMAL, 0.5f, 1.5f},
+        {"weight", {4}, 1, 1, GC_NORMAL, 1.0f, 0.5f},
+        {"bias", {4}, 1, 1, GC_NORMAL, 0.0f, 0.5f},
+        {"running_mean", {4}, 1, 0, GC_NORMAL, 0.0f, 0.3f},
+        {"running_var", {4}, 1, 0, GC_UNIFORM, 0.5f, 2.0f},
+        {"res", {3, 4, 5, 3}, 4, 1, GC_NORMAL, 0.0f, 0.5f},
+    };
+    bnf_ctx c = {LT_BN_TRAIN, 1, 0};
+    gradcheck("bn fused train +res (3,4,5,3)", ins, 6, build_bn_fused, &c,
+              (gc_opts){.seed = 13, .max_points = 80});
+    for (int mode = 0; mode < LT_BN_MODE_COUNT; mode++)
+        for (int v = 1; v < 4; v++)
+            compare_bn_fused((lt_bn_mode)mode, v & 1, (v & 2) != 0);
+    /* a residual of another shape */
+    lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
+    int64_t xs[4] = {2, 3, 4, 4}, rs[4] = {2, 3, 4, 5}, cs[1] = {3};
+    lt_tensor *x = lt_graph_input(g, "x", xs, 4, 1), *r = lt_graph_input(g, "r", rs, 4, 1);
+    lt_tensor *rm = lt_graph_input(g, "rm", cs, 1, 0), *rv = lt_graph_input(g, "rv", cs, 1, 0);
+    CHECK(lt_batchnorm2d_fused(g, x, NULL, NULL, rm, rv, LT_BN_TRAIN, 0.1f, 1e-5f, r, 1) == NULL);
+    lt_err err = {{0}};
+    CHECK(lt_graph_plan(g, &err) == LT_ERR_SHAPE);
+    CHECK_MSG(strstr(err.msg, "batchnorm2d") && strstr(err.msg, "(2, 3, 4, 5)"), "message: %s", err.msg);
+    lt_graph_destroy(g);
+}
+
 int main(void) {
     if (golden_load(&gf, "norm_act.txt") != 0) {
         CHECK_MSG(0, "cannot load norm_act.txt");
@@ -574,6 +720,7 @@ int main(void) {
     test_bn_single_value_per_channel();
     test_bn_train_large_vs_reference();
     test_bn_errors_and_flags();
+    test_bn_fused();
     test_layernorm_golden();
     test_layernorm_gradcheck();
     test_layernorm_large_vs_reference();

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -157,9 +158,51 @@ static void test_builder_errors(void) {
     lt_graph_destroy(g);
 }
 
+/* Inference's maxpool (values only, column maxima first) against the training kernel's scan, on random
+ * values with a NaN planted, for several windows; 40 planes so the OpenMP split is reached. */
+static void test_maxpool_eval_vs_train(void) {
+    static const pool_ctx ks[] = {{3, 3, 2, 2, 1, 1}, {2, 2, 2, 2, 0, 0}, {3, 2, 2, 1, 1, 0},
+                                  {1, 1, 1, 1, 0, 0}, {3, 3, 1, 1, 1, 1}, {5, 3, 3, 2, 2, 1}};
+    int64_t s[4] = {2, 20, 37, 41};
+    for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
+        float *outs[2];
+        int64_t n = 0;
+        for (int eval = 0; eval < 2; eval++) {
+            lt_graph *g = lt_graph_create(eval ? LT_MODE_EVAL : LT_MODE_TRAIN, NULL);
+            lt_tensor *x = lt_graph_input(g, "x", s, 4, 0);
+            lt_tensor *y = lt_maxpool2d(g, x, ks[c].kh, ks[c].kw, ks[c].sh, ks[c].sw, ks[c].ph, ks[c].pw);
+            lt_graph_keep(g, y);
+            lt_err err = {{0}};
+            CHECK(lt_graph_plan(g, &err) == LT_OK);
+            if (check_failed) return;
+            uint32_t h = 12345;
+            for (int64_t i = 0; i < x->numel; i++) {
+                h = h * 1664525u + 1013904223u;
+                x->data[i] = (float)(h >> 8) / 16777216.0f - 0.5f;
+            }
+            x->data[777] = NAN;
+            lt_graph_forward(g);
+            n = y->numel;
+            outs[eval] = malloc((size_t)n * sizeof(float));
+            memcpy(outs[eval], y->data, (size_t)n * sizeof(float));
+            lt_graph_destroy(g);
+        }
+        int same = 1, nans = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int an = isnan(outs[0][i]), bn = isnan(outs[1][i]);
+            nans += an;
+            if (an != bn || (!an && outs[0][i] != outs[1][i])) same = 0;
+        }
+        CHECK_MSG(same && nans > 0, "maxpool window %zu: eval output differs from train (NaNs %d)", c, nans);
+        free(outs[0]);
+        free(outs[1]);
+    }
+}
+
 int main(void) {
     test_gradcheck();
     test_golden();
+    test_maxpool_eval_vs_train();
     test_maxpool_negative_padding();
     test_builder_errors();
     return check_summary("test_pool");

@@ -136,8 +136,47 @@ static void check_network(const char *golden_name, lt_bn_mode bn_mode, int size,
     golden_free(&gf);
 }
 
+/* The same eval-mode network in an inference graph (LT_MODE_EVAL), where each convolution, its batch norm,
+ * the residual add and the ReLU run as one fused node: its logits against the same golden values. */
+static void check_inference_graph(void) {
+    golden_file gf;
+    if (golden_load(&gf, "resnet50_eval.txt") != 0) {
+        CHECK_MSG(0, "cannot load resnet50_eval.txt");
+        return;
+    }
+    lt_params p;
+    lt_params_init(&p);
+    lt_resnet m;
+    lt_err err = {{0}};
+    lt_resnet_config cfg = lt_resnet50_config(10);
+    CHECK(lt_resnet_declare(&m, &cfg, &p, &err) == LT_OK);
+    CHECK(lt_params_alloc(&p, &err) == LT_OK);
+    lt_graph *g = lt_graph_create(LT_MODE_EVAL, NULL);
+    int64_t xs[4] = {2, 3, 64, 64};
+    lt_tensor *x = lt_graph_input(g, "pixel_values", xs, 4, 0);
+    lt_tensor *logits = lt_resnet_forward(&m, g, x, LT_BN_EVAL, NULL);
+    lt_graph_keep(g, logits);
+    CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
+    if (check_failed) return;
+    int fused = 0;
+    for (int i = 0; i < lt_graph_node_count(g); i++) fused += !strcmp(lt_graph_node(g, i)->op->name, "conv2d_bn");
+    CHECK_MSG(fused == 53, "53 fused convolutions, got %d", fused);
+    /* parameters are filled after planning: the fused nodes read them at every forward */
+    for (int i = 0; i < p.n; i++) fill(p.tensors[i], p.tensors[i]->name);
+    fill(x, "pixel_values");
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] *= 10.0f;
+    lt_graph_forward(g);
+    golden_tensor *gl = golden_get(&gf, "logits");
+    CHECK(gl != NULL);
+    if (gl) check_rel("inference-graph logits", logits->data, gl->data, gl->numel, 1.0, 1e-4);
+    lt_graph_destroy(g);
+    lt_params_free(&p);
+    golden_free(&gf);
+}
+
 int main(void) {
     check_network("resnet50_eval.txt", LT_BN_EVAL, 64, 1e-4);
+    check_inference_graph();
     check_network("resnet50_train.txt", LT_BN_TRAIN, 96, 5e-2);
     return check_summary("test_resnet");
 }

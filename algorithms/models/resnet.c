@@ -1,5 +1,6 @@
 #include "resnet.h"
 
+#include "ops/conv2d.h"
 #include "ops/ops.h"
 
 #include <stdio.h>
@@ -135,25 +136,35 @@ void lt_resnet_init_classifier(lt_resnet *m, lt_rng *r) {
     if (m->classifier_weight) lt_init_default_linear(m->classifier_weight, m->classifier_bias, r);
 }
 
-static lt_tensor *convbn(lt_graph *g, const lt_resnet_convbn *cb, lt_tensor *x, int bn_mode, int relu) {
+/* relu?(bn(conv(x)) + res?). An inference graph with running statistics runs it as one fused node (the
+ * batch norm, residual add and ReLU in the convolution's output pass); otherwise as a convolution and one
+ * fused batch-norm node. */
+static lt_tensor *convbn(lt_graph *g, const lt_resnet_convbn *cb, lt_tensor *x, int bn_mode, lt_tensor *res,
+                         int relu) {
     lt_conv2d_cfg c = {cb->stride, cb->stride, cb->kernel / 2, cb->kernel / 2, 1, 1, 1};
+    if (lt_graph_mode(g) == LT_MODE_EVAL && bn_mode != LT_BN_TRAIN)
+        return lt_conv2d_bn_eval(g, x, cb->weight, c, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var,
+                                 (lt_bn_mode)bn_mode, 1e-5f, res, relu);
     lt_tensor *y = lt_conv2d(g, x, cb->weight, NULL, c);
-    y = lt_batchnorm2d(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode, 0.1f, 1e-5f);
-    return relu ? lt_relu(g, y) : y;
+    return lt_batchnorm2d_fused(g, y, cb->bn_weight, cb->bn_bias, cb->bn_mean, cb->bn_var, (lt_bn_mode)bn_mode, 0.1f,
+                                1e-5f, res, relu);
 }
 
 lt_tensor *lt_resnet_forward(lt_resnet *m, lt_graph *g, lt_tensor *pixels, int bn_mode, lt_tensor **stage_out) {
     if (pixels && (pixels->ndim != 4 || pixels->shape[1] != m->cfg.num_channels))
         return lt_graph_fail(g, LT_ERR_SHAPE, "resnet: expected pixel values (N, %d, H, W)", m->cfg.num_channels);
-    lt_tensor *x = convbn(g, &m->stem, pixels, bn_mode, 1);
+    lt_tensor *x = convbn(g, &m->stem, pixels, bn_mode, NULL, 1);
     x = lt_maxpool2d(g, x, 3, 3, 2, 2, 1, 1);
     int stage = 0;
     for (int i = 0; i < m->n_blocks; i++) {
         lt_resnet_block *b = &m->blocks[i];
-        lt_tensor *residual = b->has_shortcut ? convbn(g, &b->shortcut, x, bn_mode, 0) : x;
+        lt_tensor *residual = b->has_shortcut ? convbn(g, &b->shortcut, x, bn_mode, NULL, 0) : x;
         lt_tensor *h = x;
-        for (int k = 0; k < b->n_layers; k++) h = convbn(g, &b->layer[k], h, bn_mode, k < b->n_layers - 1);
-        x = lt_relu(g, lt_add(g, h, residual));
+        for (int k = 0; k < b->n_layers; k++) {
+            int last = k == b->n_layers - 1;
+            h = convbn(g, &b->layer[k], h, bn_mode, last ? residual : NULL, 1);
+        }
+        x = h;
         if (i + 1 == m->stage_end[stage]) {
             if (stage_out) stage_out[stage] = x;
             stage++;

@@ -29,6 +29,7 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -45,6 +46,12 @@
 /* Forward gives each thread its own units (rather than sharing units by output channel) when they still
  * have this many columns; measured on ResNet-50's 4x4 and 2x2 stages, with 1x1 images staying shared. */
 #define CONV_COLS_MIN 32
+/* A batch smaller than the thread count is cut into pieces of output rows, one per thread, when a piece
+ * keeps this many columns; otherwise the threads share whole images by output channel, each building the
+ * full col matrix. For im2col convolutions the duplicated im2col costs more than narrower GEMMs: on
+ * ResNet-50's 3x3 layers at 14x14, batch 1, 2 threads, pieces of 98 columns measured 139 -> 155-163 GF/s,
+ * while pieces of 21-28 columns (7x7) lost 25%. In-place 1x1 convolutions build nothing and keep 256. */
+#define CONV_COLS_PIECE 64
 /* Most floats one thread's col buffer may hold; bigger images are cut into pieces of output rows. */
 #define CONV_COL_BUDGET ((int64_t)1 << 22)
 
@@ -198,7 +205,7 @@ void lt_conv2d_plan_auto(const lt_conv2d_dims *d, int threads, lt_conv2d_plan *p
         if (chunks >= T) {
             chunks = ceil_div(chunks, T) * T;
             nb = ceil_div(d->n, chunks);
-        } else if (nb == 1 && P / ceil_div(T, d->n) >= CONV_COLS_FW) {
+        } else if (nb == 1 && P / ceil_div(T, d->n) >= (g.pointwise ? CONV_COLS_FW : CONV_COLS_PIECE)) {
             p->piece_rows = ceil_div(d->oh, ceil_div(T, d->n));
         }
         p->nb = nb;
@@ -430,11 +437,17 @@ static void im2col(float *col, /* (r1 - r0, ldcol) */
                 }
                 const float *src = xc + ih * W + off + lo * c->stride_w;
                 if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(float));
-                if (c->stride_w == 1)
+                if (c->stride_w == 1) {
                     memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-                else
+                } else if (c->stride_w == 2) {
+                    /* a constant stride lets the compiler gather with shuffles (the stem's 7x7/2) */
+#pragma omp simd
+                    for (int64_t j = 0; j < hi - lo; j++)
+                        dst[lo + j] = src[2 * j];
+                } else {
                     for (int64_t j = 0; j < hi - lo; j++)
                         dst[lo + j] = src[j * c->stride_w];
+                }
                 if (hi < OW) memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
             }
         }
@@ -518,12 +531,46 @@ static void sgemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int64_t M, i
                 (blasint)ldb, beta, C, (blasint)ldc);
 }
 
+/* dst[j] = epilogue(src[j]) for output channel o: src * scale[o] + shift[o] (1 and 0 when NULL), plus
+ * res[j] when res is non-NULL, then max(., 0) when e->relu. Run right after the GEMM wrote src, while it
+ * is still in cache, this replaces the separate bias, batch-norm, residual-add and ReLU passes. The order of
+ * the float operations is that of those passes, so fused and unfused results agree. */
+static void epi_row(float *dst, const float *src, const float *res, int64_t n, int64_t o,
+                    const lt_conv2d_epi *e) {
+    const float a = e->scale ? e->scale[o] : 1.0f, b = e->shift ? e->shift[o] : 0.0f;
+    if (!res && !e->relu) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = src[j] * a + b;
+    } else if (!res) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) {
+            float v = src[j] * a + b;
+            dst[j] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (!e->relu) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (src[j] * a + b) + res[j];
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) {
+            float v = (src[j] * a + b) + res[j];
+            dst[j] = v > 0.0f ? v : 0.0f;
+        }
+    }
+}
+
+static int epi_active(const lt_conv2d_epi *e) {
+    return e->scale || e->shift || e->res || e->relu;
+}
+
 /* Forward of unit u, output channels [o0, o1) only. */
 static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, /* (N, O, OH, OW) */
                          const float *x,                                      /* (N, C, H, W) */
                          const float *w,                                      /* (O, Cg, KH, KW) */
-                         const float *b,                                      /* (O) or NULL */
-                         int64_t u, int64_t o0, int64_t o1, float *col,       /* (K, ncol) */
+                         const lt_conv2d_epi *e, int64_t u, int64_t o0, int64_t o1,
+                         float *col, /* (K, ncol) */
                          float *stage) /* (Og, ncol) */ {
     const lt_conv2d_dims *d = g->d;
     int64_t n0, nbi, oh0, oh1;
@@ -543,26 +590,19 @@ static void gemm_fw_unit(const conv_geom *g, const conv_cut *cut, float *out, /*
         if (nbi == 1) {
             float *y = out + (n0 * d->o + lo) * P + oh0 * d->ow; /* (hi - lo, P) */
             sgemm(CblasNoTrans, CblasNoTrans, hi - lo, cols, g->k, w + lo * g->k, g->k, cm, ldc, 0.0f, y, P);
-            if (b)
+            if (epi_active(e))
                 for (int64_t o = lo; o < hi; o++) {
-                    float bv = b[o], *yo = y + (o - lo) * P;
-#pragma omp simd
-                    for (int64_t j = 0; j < cols; j++)
-                        yo[j] += bv;
+                    int64_t at = (o - lo) * P;
+                    epi_row(y + at, y + at, e->res ? e->res + (y - out) + at : NULL, cols, o, e);
                 }
         } else {
             sgemm(CblasNoTrans, CblasNoTrans, hi - lo, cols, g->k, w + lo * g->k, g->k, cm, ldc, 0.0f, stage,
                   cols);
-            for (int64_t o = lo; o < hi; o++) {
-                float bv = b ? b[o] : 0.0f;
+            for (int64_t o = lo; o < hi; o++)
                 for (int64_t i = 0; i < nbi; i++) {
-                    float *yo = out + ((n0 + i) * d->o + o) * P;
-                    const float *s = stage + (o - lo) * cols + i * P;
-#pragma omp simd
-                    for (int64_t j = 0; j < P; j++)
-                        yo[j] = s[j] + bv;
+                    int64_t at = ((n0 + i) * d->o + o) * P;
+                    epi_row(out + at, stage + (o - lo) * cols + i * P, e->res ? e->res + at : NULL, P, o, e);
                 }
-            }
         }
     }
 }
@@ -783,8 +823,8 @@ static void crop_weights(float *restrict wc, /* (O, Cg, KHc, KWc) */
 
 /* lt_conv2d_forward through im2col + GEMM, the tensors shaped as there (w possibly cropped, see conv_crop).
  */
-static void gemm_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
-                         const lt_conv2d_plan *p, float *scratch) {
+static void gemm_forward(float *out, const float *x, const float *w, const lt_conv2d_epi *e,
+                         const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
     conv_cut cut = conv_cutting(d, p->nb, p->piece_rows);
     const int64_t slot = fw_slot(&g, &cut), colsz = g.pointwise && cut.nb == 1 ? 0 : round16(g.k * cut.ncol);
@@ -794,12 +834,12 @@ static void gemm_forward(float *out, const float *x, const float *w, const float
         float *col = scratch + tid * slot, *stage = col + colsz;
         int64_t alone = cut.units / nth * nth; /* units the threads take whole */
         for (int64_t u = tid; u < alone; u += nth)
-            gemm_fw_unit(&g, &cut, out, x, w, b, u, 0, d->o, col, stage);
+            gemm_fw_unit(&g, &cut, out, x, w, e, u, 0, d->o, col, stage);
         if (alone < cut.units) {
             int64_t o0, o1;
             split_range(d->o, 8, tid, nth, &o0, &o1);
             for (int64_t u = alone; u < cut.units; u++)
-                gemm_fw_unit(&g, &cut, out, x, w, b, u, o0, o1, col, stage);
+                gemm_fw_unit(&g, &cut, out, x, w, e, u, o0, o1, col, stage);
         }
     }
 }
@@ -837,26 +877,43 @@ int64_t lt_conv2d_scratch_numel(const lt_conv2d_dims *d, const lt_conv2d_plan *p
     return n + slots;
 }
 
-void lt_conv2d_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
-                       const lt_conv2d_plan *p, float *scratch) {
+void lt_conv2d_forward_epi(float *out, const float *x, const float *w, const lt_conv2d_epi *e,
+                           const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch) {
     conv_geom g = conv_geometry(d, p->threads);
+    const int64_t P = g.p_out;
     lt_conv2d_dims dc;
     int64_t kh0, kw0;
-    if (p->direct) {
-        direct_forward(out, x, w, b, &g);
-    } else if (!conv_crop(d, &dc, &kh0, &kw0)) {
-        gemm_forward(out, x, w, b, d, p, scratch);
-    } else if (dc.kh == 0 || dc.kw == 0) {
-        const int64_t P = g.p_out;
+    if (p->direct || (conv_crop(d, &dc, &kh0, &kw0) && (dc.kh == 0 || dc.kw == 0))) {
+        /* rare paths (depthwise, or no tap ever reads input): the plain output, then the epilogue in place */
+        const int bias_only = !e->scale && !e->res && !e->relu;
+        if (p->direct && bias_only) {
+            direct_forward(out, x, w, e->shift, &g); /* the bias starts the sum, as before the epilogue */
+            return;
+        }
+        if (p->direct) {
+            direct_forward(out, x, w, NULL, &g);
+        } else {
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+            for (int64_t i = 0; i < d->n * d->o * P; i++)
+                out[i] = 0.0f;
+        }
+        if (!epi_active(e)) return;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
         for (int64_t pl = 0; pl < d->n * d->o; pl++)
-            for (int64_t j = 0; j < P; j++)
-                out[pl * P + j] = b ? b[pl % d->o] : 0.0f;
+            epi_row(out + pl * P, out + pl * P, e->res ? e->res + pl * P : NULL, P, pl % d->o, e);
+    } else if (!conv_crop(d, &dc, &kh0, &kw0)) {
+        gemm_forward(out, x, w, e, d, p, scratch);
     } else {
         float *wc = scratch;
         crop_weights(wc, (float *)w, d, &dc, kh0, kw0, 1, p->threads);
-        gemm_forward(out, x, wc, b, &dc, p, scratch + 2 * round16(d->o * g.cg * dc.kh * dc.kw));
+        gemm_forward(out, x, wc, e, &dc, p, scratch + 2 * round16(d->o * g.cg * dc.kh * dc.kw));
     }
+}
+
+void lt_conv2d_forward(float *out, const float *x, const float *w, const float *b, const lt_conv2d_dims *d,
+                       const lt_conv2d_plan *p, float *scratch) {
+    lt_conv2d_epi e = {NULL, b, NULL, 0};
+    lt_conv2d_forward_epi(out, x, w, &e, d, p, scratch);
 }
 
 void lt_conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
@@ -989,7 +1046,10 @@ static void conv_bw(lt_node *nd, const lt_exec *ex) {
 
 static const lt_op conv_op = {"conv2d", conv_fw, conv_bw};
 
-lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_conv2d_cfg cfg) {
+/* Validates a convolution and appends its node running op, with inputs {x, w, b, extra[0..n_extra)};
+ * returns the output, NULL after an error. */
+static lt_tensor *conv_node(lt_graph *g, const lt_op *op, lt_tensor *x, lt_tensor *w, lt_tensor *b,
+                            lt_conv2d_cfg cfg, lt_tensor *const *extra, int n_extra) {
     lt_tensor *req[2] = {x, w};
     if (lt_graph_failed(g, req, 2)) return NULL;
     char xs[96], ws[96], bs[96];
@@ -1010,22 +1070,30 @@ lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_c
                              "conv2d: input %s and weight %s do not fit groups=%d (need C and O divisible by "
                              "groups and weight dim 1 = C/groups)",
                              xs, ws, cfg.groups);
-    if (b && (b->ndim != 1 || b->shape[0] != O))
-        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: bias %s must be (%lld) for weight %s",
-                             lt_shape_str(b->shape, b->ndim, bs, sizeof bs), (long long)O, ws);
+    if (b && (b->ndim != 1 || b->shape[0] != O)) {
+        lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: bias %s must be (%lld) for weight %s",
+                      lt_shape_str(b->shape, b->ndim, bs, sizeof bs), (long long)O, ws);
+        return NULL;
+    }
     int64_t oh = lt_conv2d_out_size(x->shape[2], w->shape[2], cfg.stride_h, cfg.pad_h, cfg.dil_h);
     int64_t ow = lt_conv2d_out_size(x->shape[3], w->shape[3], cfg.stride_w, cfg.pad_w, cfg.dil_w);
-    if (oh < 1 || ow < 1)
-        return lt_graph_fail(g, LT_ERR_SHAPE,
-                             "conv2d: kernel of weight %s (dilation %d, %d) does not fit input %s padded by "
-                             "(%d, %d)",
-                             ws, cfg.dil_h, cfg.dil_w, xs, cfg.pad_h, cfg.pad_w);
-    if (x->shape[2] * x->shape[3] > INT32_MAX || oh * ow > INT32_MAX)
-        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: planes of input %s exceed 2^31 pixels", xs);
+    if (oh < 1 || ow < 1) {
+        lt_graph_fail(
+            g, LT_ERR_SHAPE,
+            "conv2d: kernel of weight %s (dilation %d, %d) does not fit input %s padded by (%d, %d)", ws,
+            cfg.dil_h, cfg.dil_w, xs, cfg.pad_h, cfg.pad_w);
+        return NULL;
+    }
+    if (x->shape[2] * x->shape[3] > INT32_MAX || oh * ow > INT32_MAX) {
+        lt_graph_fail(g, LT_ERR_SHAPE, "conv2d: planes of input %s exceed 2^31 pixels", xs);
+        return NULL;
+    }
     int64_t shape[4] = {x->shape[0], O, oh, ow};
     lt_tensor *out = lt_graph_new_tensor(g, shape, 4);
-    lt_tensor *ins[3] = {x, w, b};
-    lt_node *nd = lt_graph_add_node(g, &conv_op, out, ins, 3);
+    lt_tensor *ins[LT_NODE_MAX_IN] = {x, w, b};
+    for (int i = 0; i < n_extra && 3 + i < LT_NODE_MAX_IN; i++)
+        ins[3 + i] = extra[i];
+    lt_node *nd = lt_graph_add_node(g, op, out, ins, 3 + n_extra);
     if (!nd) return NULL;
     lt_conv2d_dims d = {x->shape[0], C, x->shape[2], x->shape[3], O, w->shape[2], w->shape[3], oh, ow, cfg};
     lt_conv2d_plan p;
@@ -1042,4 +1110,86 @@ lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_c
     if (!x->requires_grad) nd->bw_skip_in |= 1u << 1;
     nd->bw_skip_out = 1;
     return out;
+}
+
+lt_tensor *lt_conv2d(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_tensor *b, lt_conv2d_cfg cfg) {
+    return conv_node(g, &conv_op, x, w, b, cfg, NULL, 0);
+}
+
+/* ---- convolution + eval-mode batch norm (+ residual) (+ ReLU), inference only ---- */
+
+/* node: in = {x, w, NULL, bn weight, bn bias, running_mean, running_var, res}, ip as conv2d's plus 13 the
+ * lt_bn_mode, 14 relu; fp[0] eps; saved (2 O) = scale, shift. */
+enum { CBN_W = 3, CBN_B, CBN_RM, CBN_RV, CBN_RES };
+
+static const float *data_or_null(const lt_tensor *t) {
+    return t ? t->data : NULL;
+}
+
+/* The per-channel scale and shift batchnorm2d (norm.c) applies in eval or frozen mode, computed the way it
+ * does (eval: rstd in double, then alpha = rstd * weight; frozen: all float, as DETR's FrozenBatchNorm2d),
+ * so that the fused output equals conv2d followed by batchnorm2d. Recomputed every forward: cheap, and
+ * weights or statistics loaded after the graph was built are picked up. */
+static void bn_affine(float *scale, float *shift, const float *weight, const float *bias, const float *rm,
+                      const float *rv, int64_t C, lt_bn_mode mode, float eps) {
+    for (int64_t c = 0; c < C; c++) {
+        float a;
+        if (mode == LT_BN_FROZEN)
+            a = (weight ? weight[c] : 1.0f) * (1.0f / sqrtf(rv[c] + eps));
+        else
+            a = (float)(1.0 / sqrt((double)rv[c] + (double)eps)) * (weight ? weight[c] : 1.0f);
+        scale[c] = a;
+        shift[c] = (bias ? bias[c] : 0.0f) - rm[c] * a;
+    }
+}
+
+static void conv_bn_fw(lt_node *nd, const lt_exec *ex) {
+    lt_conv2d_dims d;
+    lt_conv2d_plan p;
+    conv_node_dims(nd, &d, &p);
+    float *scale = nd->saved, *shift = nd->saved + d.o; /* (O), (O) */
+    bn_affine(scale, shift, data_or_null(nd->in[CBN_W]), data_or_null(nd->in[CBN_B]), nd->in[CBN_RM]->data,
+              nd->in[CBN_RV]->data, d.o, (lt_bn_mode)nd->ip[13], nd->fp[0]);
+    lt_conv2d_epi e = {scale, shift, data_or_null(nd->in[CBN_RES]), (int)nd->ip[14]};
+    lt_conv2d_forward_epi(nd->out->data, nd->in[0]->data, nd->in[1]->data, &e, &d, &p, ex->scratch);
+}
+
+static const lt_op conv_bn_op = {"conv2d_bn", conv_bn_fw, NULL};
+
+lt_tensor *lt_conv2d_bn_eval(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_conv2d_cfg cfg, lt_tensor *bn_weight,
+                             lt_tensor *bn_bias, lt_tensor *running_mean, lt_tensor *running_var,
+                             lt_bn_mode mode, float eps, lt_tensor *res, int relu) {
+    if (lt_graph_status(g, NULL) != LT_OK) return NULL;
+    if (lt_graph_mode(g) != LT_MODE_EVAL)
+        return lt_graph_fail(g, LT_ERR_ARG, "conv2d_bn: inference only (an LT_MODE_EVAL graph)");
+    if (mode != LT_BN_EVAL && mode != LT_BN_FROZEN)
+        return lt_graph_fail(g, LT_ERR_ARG, "conv2d_bn: batch norm mode must be eval or frozen, got %d",
+                             (int)mode);
+    if (!(eps > 0.0f)) return lt_graph_fail(g, LT_ERR_ARG, "conv2d_bn: eps must be > 0, got %g", eps);
+    if (!w || !running_mean || !running_var)
+        return lt_graph_fail(g, LT_ERR_ARG, "conv2d_bn: weight, running_mean and running_var are required");
+    const int64_t O = w->shape[0];
+    lt_tensor *vecs[4] = {bn_weight, bn_bias, running_mean, running_var};
+    static const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4; i++) {
+        if (!vecs[i] || (vecs[i]->ndim == 1 && vecs[i]->shape[0] == O)) continue;
+        char vs[96];
+        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d_bn: batch norm %s must be (%lld), got %s", names[i],
+                             (long long)O, lt_shape_str(vecs[i]->shape, vecs[i]->ndim, vs, sizeof vs));
+    }
+    lt_tensor *extra[5] = {bn_weight, bn_bias, running_mean, running_var, res};
+    lt_tensor *out = conv_node(g, &conv_bn_op, x, w, NULL, cfg, extra, 5);
+    if (!out) return NULL;
+    lt_node *nd = lt_graph_node(g, out->producer);
+    if (res && (res->ndim != 4 || memcmp(res->shape, nd->out->shape, 4 * sizeof(int64_t)))) {
+        char rs[96], os[96];
+        return lt_graph_fail(g, LT_ERR_SHAPE, "conv2d_bn: residual %s must match the output %s",
+                             lt_shape_str(res->shape, res->ndim, rs, sizeof rs),
+                             lt_shape_str(nd->out->shape, 4, os, sizeof os));
+    }
+    nd->ip[13] = mode;
+    nd->ip[14] = relu != 0;
+    nd->fp[0] = eps;
+    nd->saved_numel = 2 * O;
+    return nd->out;
 }

@@ -54,6 +54,29 @@ void lt_conv2d_forward(float *out,     /* (N, O, OH, OW) */
                        const float *b, /* (O) or NULL */
                        const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch);
 
+/* What the forward applies to each output value v of channel o while it is still in cache:
+ * v * scale[o] + shift[o] (scale, shift NULL: 1, 0), then + res (same index), then max(., 0) when relu.
+ * Evaluated as separate bias / batch-norm / add / ReLU passes would, in the same float order. */
+typedef struct {
+    const float *scale; /* (O) or NULL */
+    const float *shift; /* (O) or NULL; a convolution's bias is a shift without scale */
+    const float *res;   /* (N, O, OH, OW) or NULL; may not alias out */
+    int relu;
+} lt_conv2d_epi;
+
+/* out = epilogue(conv2d(x, w)), as lt_conv2d_forward (which is this with shift = b). */
+void lt_conv2d_forward_epi(float *out, const float *x, const float *w, const lt_conv2d_epi *e,
+                           const lt_conv2d_dims *d, const lt_conv2d_plan *p, float *scratch);
+
+/* Inference only (an LT_MODE_EVAL graph; no backward): one node computing
+ *     relu?(batchnorm2d(conv2d(x, w, no bias), bn_weight, bn_bias, running_mean, running_var) + res?)
+ * with batch norm in LT_BN_EVAL or LT_BN_FROZEN mode (bn_weight, bn_bias may be NULL; res, shaped as the
+ * output, may be NULL). The batch norm, residual add and ReLU happen in the GEMM's output pass instead of a
+ * pass each over memory. Scale and shift are recomputed from the tensors at every forward. */
+lt_tensor *lt_conv2d_bn_eval(lt_graph *g, lt_tensor *x, lt_tensor *w, lt_conv2d_cfg cfg, lt_tensor *bn_weight,
+                             lt_tensor *bn_bias, lt_tensor *running_mean, lt_tensor *running_var,
+                             lt_bn_mode mode, float eps, lt_tensor *res, int relu);
+
 /* Adds the gradients of out = conv2d(x, w) + b into dx, dw, db; each may be NULL (then skipped).
  * x is read only for dw, w only for dx. scratch holds lt_conv2d_scratch_numel(d, p, 1). */
 void lt_conv2d_backward(float *dx,         /* (N, C, H, W) or NULL */

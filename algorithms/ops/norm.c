@@ -2,11 +2,15 @@
  *
  * Statistics are accumulated in double with two passes (mean, then squared deviations), so inputs with a
  * large offset (e.g. pixel values around 100) keep full float precision in the variance. Reductions are
- * split over channels (or channel blocks), never over rows, so results do not depend on the thread count. */
+ * split over channels (or channel blocks), never over rows, so results do not depend on the thread count.
+ * The batch-norm loops carry `omp simd`: without it GCC's -O2 cost model left them scalar (a double sum is
+ * then one 4-cycle dependency chain per element). */
 #include "ops.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* below this many elements a loop runs on one thread: forking costs more than it saves */
 #define NORM_PAR_MIN 32768
@@ -29,6 +33,7 @@ static void batchnorm_batch_stats(float *mean, float *rstd, float *running_mean,
         double s = 0;
         for (int64_t b = 0; b < N; b++) {
             const float *xp = x + (b * C + c) * HW; // (HW)
+#pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < HW; i++)
                 s += xp[i];
         }
@@ -36,6 +41,7 @@ static void batchnorm_batch_stats(float *mean, float *rstd, float *running_mean,
         double ss = 0;
         for (int64_t b = 0; b < N; b++) {
             const float *xp = x + (b * C + c) * HW; // (HW)
+#pragma omp simd reduction(+ : ss)
             for (int64_t i = 0; i < HW; i++) {
                 double d = xp[i] - m;
                 ss += d * d;
@@ -60,29 +66,63 @@ static void batchnorm_running_rstd(float *mean, float *rstd, const float *runnin
 }
 
 /* out = (x - mean) * rstd * weight + bias, folded per channel into out = x * alpha + beta as PyTorch's CPU
- * kernel does. x, out (N, C, HW); weight, bias (C) or NULL (affine=False). */
-static void batchnorm_forward(float *out, const float *x, const float *weight, const float *bias,
-                              const float *mean, const float *rstd, int64_t N, int64_t C, int64_t HW) {
+ * kernel does, then + res when res is non-NULL, then max(out, 0) when relu. x, out, res (N, C, HW);
+ * weight, bias (C) or NULL (affine=False). */
+static void batchnorm_forward(float *out, const float *x, const float *res, const float *weight,
+                              const float *bias, const float *mean, const float *rstd, int64_t N, int64_t C,
+                              int64_t HW, int relu) {
 #pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
     for (int64_t p = 0; p < N * C; p++) {
         const int64_t c = p % C;
         const float alpha = rstd[c] * (weight ? weight[c] : 1.0f);
         const float beta = (bias ? bias[c] : 0.0f) - mean[c] * alpha;
-        const float *xp = x + p * HW; // (HW)
-        float *op = out + p * HW;     // (HW)
-        for (int64_t i = 0; i < HW; i++)
-            op[i] = xp[i] * alpha + beta;
+        const float *xp = x + p * HW;                // (HW)
+        float *op = out + p * HW;                    // (HW)
+        const float *rp = res ? res + p * HW : NULL; // (HW)
+        if (rp && relu) {
+#pragma omp simd
+            for (int64_t i = 0; i < HW; i++) {
+                float v = (xp[i] * alpha + beta) + rp[i];
+                op[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (rp) {
+#pragma omp simd
+            for (int64_t i = 0; i < HW; i++)
+                op[i] = (xp[i] * alpha + beta) + rp[i];
+        } else if (relu) {
+#pragma omp simd
+            for (int64_t i = 0; i < HW; i++) {
+                float v = xp[i] * alpha + beta;
+                op[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < HW; i++)
+                op[i] = xp[i] * alpha + beta;
+        }
     }
+}
+
+/* The ReLU's gradient: g where out > 0, else +0.0 (as relu_backward, even for a NaN g). Written as a bit
+ * mask because GCC does not vectorize a reduction over a `?:` of loaded values. */
+static inline float relu_grad(float g, float out) {
+    uint32_t u, keep = out > 0.0f ? 0xffffffffu : 0u;
+    memcpy(&u, &g, sizeof u);
+    u &= keep;
+    memcpy(&g, &u, sizeof g);
+    return g;
 }
 
 /* Backward of batchnorm_forward. With batch statistics (train mode) mean and rstd depend on x, giving
  * dx = weight * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)) per channel; with running statistics
  * (eval mode) dx = weight * rstd * dout. dweight += sum(dout * xhat), dbias += sum(dout).
  * dx (N, C, HW), dweight, dbias (C), each may be NULL; x is read only when dx (in train mode) or dweight is
- * wanted, weight (C, or NULL meaning 1) only for dx. */
-static void batchnorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                               const float *weight, const float *mean, const float *rstd, int batch_stats,
-                               int64_t N, int64_t C, int64_t HW) {
+ * wanted, weight (C, or NULL meaning 1) only for dx. out (N, C, HW) is the forward's output when it applied
+ * a ReLU (dout is then masked by out > 0 on the fly, which saves the ReLU's own pass and buffer), else NULL.
+ * dres (N, C, HW) or NULL receives the gradient of a residual the forward added: the (masked) dout. */
+static void batchnorm_backward(float *dx, float *dres, float *dweight, float *dbias, const float *dout,
+                               const float *out, const float *x, const float *weight, const float *mean,
+                               const float *rstd, int batch_stats, int64_t N, int64_t C, int64_t HW) {
     const int64_t n = N * HW;
     const int need_xhat_sum = dweight || (dx && batch_stats);
 #pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
@@ -91,26 +131,71 @@ static void batchnorm_backward(float *dx, float *dweight, float *dbias, const fl
         double sum_dout = 0, sum_dout_xhat = 0;
         for (int64_t b = 0; b < N; b++) {
             const float *gp = dout + (b * C + c) * HW; // (HW)
+            const float *yp = out ? out + (b * C + c) * HW : NULL;
             const float *xp = x ? x + (b * C + c) * HW : NULL;
-            for (int64_t i = 0; i < HW; i++) {
-                sum_dout += gp[i];
-                if (need_xhat_sum) sum_dout_xhat += (double)gp[i] * (double)((xp[i] - m) * r);
+            /* the ReLU's mask is tested outside the loops: a NULL check inside keeps them scalar */
+            if (need_xhat_sum && yp) {
+#pragma omp simd reduction(+ : sum_dout, sum_dout_xhat)
+                for (int64_t i = 0; i < HW; i++) {
+                    const float gi = relu_grad(gp[i], yp[i]);
+                    sum_dout += gi;
+                    sum_dout_xhat += (double)gi * (double)((xp[i] - m) * r);
+                }
+            } else if (need_xhat_sum) {
+#pragma omp simd reduction(+ : sum_dout, sum_dout_xhat)
+                for (int64_t i = 0; i < HW; i++) {
+                    sum_dout += gp[i];
+                    sum_dout_xhat += (double)gp[i] * (double)((xp[i] - m) * r);
+                }
+            } else if (yp) {
+#pragma omp simd reduction(+ : sum_dout)
+                for (int64_t i = 0; i < HW; i++)
+                    sum_dout += relu_grad(gp[i], yp[i]);
+            } else {
+#pragma omp simd reduction(+ : sum_dout)
+                for (int64_t i = 0; i < HW; i++)
+                    sum_dout += gp[i];
             }
         }
         if (dbias) dbias[c] += (float)sum_dout;
         if (dweight) dweight[c] += (float)sum_dout_xhat;
+        for (int64_t b = 0; dres && b < N; b++) {
+            const float *gp = dout + (b * C + c) * HW; // (HW)
+            const float *yp = out ? out + (b * C + c) * HW : NULL;
+            float *rp = dres + (b * C + c) * HW; // (HW)
+            if (yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; i++)
+                    rp[i] += relu_grad(gp[i], yp[i]);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; i++)
+                    rp[i] += gp[i];
+            }
+        }
         if (!dx) continue;
         const float k = r * (weight ? weight[c] : 1.0f);
         const float mean_dout = batch_stats ? (float)(sum_dout / (double)n) : 0.0f;
         const float mean_dout_xhat = batch_stats ? (float)(sum_dout_xhat / (double)n) : 0.0f;
         for (int64_t b = 0; b < N; b++) {
             const float *gp = dout + (b * C + c) * HW; // (HW)
-            float *dp = dx + (b * C + c) * HW;         // (HW)
-            if (batch_stats) {
-                const float *xp = x + (b * C + c) * HW; // (HW)
+            const float *yp = out ? out + (b * C + c) * HW : NULL;
+            float *dp = dx + (b * C + c) * HW;                           // (HW)
+            const float *xp = batch_stats ? x + (b * C + c) * HW : NULL; // (HW)
+            if (batch_stats && yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; i++)
+                    dp[i] += k * (relu_grad(gp[i], yp[i]) - mean_dout - (xp[i] - m) * r * mean_dout_xhat);
+            } else if (batch_stats) {
+#pragma omp simd
                 for (int64_t i = 0; i < HW; i++)
                     dp[i] += k * (gp[i] - mean_dout - (xp[i] - m) * r * mean_dout_xhat);
+            } else if (yp) {
+#pragma omp simd
+                for (int64_t i = 0; i < HW; i++)
+                    dp[i] += k * relu_grad(gp[i], yp[i]);
             } else {
+#pragma omp simd
                 for (int64_t i = 0; i < HW; i++)
                     dp[i] += k * gp[i];
             }
@@ -121,9 +206,10 @@ static void batchnorm_backward(float *dx, float *dweight, float *dbias, const fl
 /* DETR's FrozenBatchNorm2d: scale = weight * rsqrt(running_var + eps), shift = bias - running_mean * scale,
  * out = x * scale + shift, computed in that order to match it bit for bit where possible.
  * scale (C) is saved for backward. */
-static void batchnorm_frozen_forward(float *out, float *scale, const float *x, const float *weight,
-                                     const float *bias, const float *running_mean, const float *running_var,
-                                     int64_t N, int64_t C, int64_t HW, float eps) {
+static void batchnorm_frozen_forward(float *out, float *scale, const float *x, const float *res,
+                                     const float *weight, const float *bias, const float *running_mean,
+                                     const float *running_var, int64_t N, int64_t C, int64_t HW, float eps,
+                                     int relu) {
     for (int64_t c = 0; c < C; c++)
         scale[c] = (weight ? weight[c] : 1.0f) * (1.0f / sqrtf(running_var[c] + eps));
 #pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
@@ -134,27 +220,39 @@ static void batchnorm_frozen_forward(float *out, float *scale, const float *x, c
         float *op = out + p * HW;     // (HW)
         for (int64_t i = 0; i < HW; i++)
             op[i] = xp[i] * s + shift;
+        if (res)
+            for (int64_t i = 0; i < HW; i++)
+                op[i] += res[p * HW + i];
+        if (relu)
+            for (int64_t i = 0; i < HW; i++)
+                op[i] = op[i] > 0.0f ? op[i] : 0.0f;
     }
 }
 
-/* backward of out = x * scale + shift: dx += dout * scale. */
-static void batchnorm_frozen_backward(float *dx, const float *dout, const float *scale, int64_t N, int64_t C,
-                                      int64_t HW) {
+/* backward of out = x * scale + shift (+ res): dx += dout * scale, dres += dout (dout masked by out > 0
+ * when out is non-NULL, the forward having applied a ReLU). dx, dres may be NULL. */
+static void batchnorm_frozen_backward(float *dx, float *dres, const float *dout, const float *out,
+                                      const float *scale, int64_t N, int64_t C, int64_t HW) {
 #pragma omp parallel for if (N * C * HW > NORM_PAR_MIN)
     for (int64_t p = 0; p < N * C; p++) {
         const float s = scale[p % C];
         const float *gp = dout + p * HW; // (HW)
-        float *dp = dx + p * HW;         // (HW)
-        for (int64_t i = 0; i < HW; i++)
-            dp[i] += gp[i] * s;
+        const float *yp = out ? out + p * HW : NULL;
+        for (int64_t i = 0; i < HW; i++) {
+            const float g = yp ? relu_grad(gp[i], yp[i]) : gp[i];
+            if (dx) dx[p * HW + i] += g * s;
+            if (dres) dres[p * HW + i] += g;
+        }
     }
 }
 
 /* ---- batchnorm op ---- */
 
 /* node: in = {x, weight, bias, running_mean, running_var} (weight, bias may be NULL), ip[0] = mode,
- * fp[0] = momentum, fp[1] = eps. saved: train/eval (2C) = mean, rstd; frozen (C) = scale. */
-enum { BN_X, BN_W, BN_B, BN_RM, BN_RV };
+ * res (in[BN_RES], lt_batchnorm2d_fused only) or NULL, ip[1] = 1 when a ReLU follows (lt_batchnorm2d_fused),
+ * fp[0] = momentum, fp[1] = eps.
+ * saved: train/eval (2C) = mean, rstd; frozen (C) = scale. */
+enum { BN_X, BN_W, BN_B, BN_RM, BN_RV, BN_RES };
 
 static float *data_or_null(const lt_tensor *t) {
     return t ? t->data : NULL;
@@ -169,8 +267,10 @@ static void bn_fw(lt_node *n, const lt_exec *ex) {
     const lt_bn_mode mode = (lt_bn_mode)n->ip[0];
     float *w = data_or_null(n->in[BN_W]), *b = data_or_null(n->in[BN_B]);
     float *rm = data_or_null(n->in[BN_RM]), *rv = data_or_null(n->in[BN_RV]);
+    const float *res = n->n_in > BN_RES ? data_or_null(n->in[BN_RES]) : NULL;
     if (mode == LT_BN_FROZEN) {
-        batchnorm_frozen_forward(n->out->data, n->saved, x->data, w, b, rm, rv, N, C, HW, n->fp[1]);
+        batchnorm_frozen_forward(n->out->data, n->saved, x->data, res, w, b, rm, rv, N, C, HW, n->fp[1],
+                                 (int)n->ip[1]);
         return;
     }
     float *mean = n->saved, *rstd = n->saved + C; // (C), (C)
@@ -178,23 +278,25 @@ static void bn_fw(lt_node *n, const lt_exec *ex) {
         batchnorm_batch_stats(mean, rstd, rm, rv, x->data, N, C, HW, n->fp[0], n->fp[1]);
     else
         batchnorm_running_rstd(mean, rstd, rm, rv, C, n->fp[1]);
-    batchnorm_forward(n->out->data, x->data, w, b, mean, rstd, N, C, HW);
+    batchnorm_forward(n->out->data, x->data, res, w, b, mean, rstd, N, C, HW, (int)n->ip[1]);
 }
 
 static void bn_bw(lt_node *n, const lt_exec *ex) {
     const lt_tensor *x = n->in[BN_X];
     const int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
     const lt_bn_mode mode = (lt_bn_mode)n->ip[0];
+    const float *out = n->ip[1] ? n->out->data : NULL; /* the ReLU's mask */
+    float *dres = n->n_in > BN_RES ? grad_or_null(n->in[BN_RES]) : NULL;
     if (mode == LT_BN_FROZEN) {
-        if (x->grad) batchnorm_frozen_backward(x->grad, n->out->grad, n->saved, N, C, HW);
+        if (x->grad || dres) batchnorm_frozen_backward(x->grad, dres, n->out->grad, out, n->saved, N, C, HW);
         return;
     }
     float *dw = grad_or_null(n->in[BN_W]), *db = grad_or_null(n->in[BN_B]);
-    if (!x->grad && !dw && !db) return;
+    if (!x->grad && !dw && !db && !dres) return;
     const int batch_stats = mode == LT_BN_TRAIN;
     const int need_x = dw || (x->grad && batch_stats);
-    batchnorm_backward(x->grad, dw, db, n->out->grad, need_x ? x->data : NULL, data_or_null(n->in[BN_W]),
-                       n->saved, n->saved + C, batch_stats, N, C, HW);
+    batchnorm_backward(x->grad, dres, dw, db, n->out->grad, out, need_x ? x->data : NULL,
+                       data_or_null(n->in[BN_W]), n->saved, n->saved + C, batch_stats, N, C, HW);
 }
 
 static const lt_op bn_op = {"batchnorm2d", bn_fw, bn_bw};
@@ -208,9 +310,9 @@ static int requires_grad(const lt_tensor *t) {
     return t && t->requires_grad;
 }
 
-lt_tensor *lt_batchnorm2d(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias,
-                          lt_tensor *running_mean, lt_tensor *running_var, lt_bn_mode mode, float momentum,
-                          float eps) {
+static lt_tensor *bn_build(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias,
+                           lt_tensor *running_mean, lt_tensor *running_var, lt_bn_mode mode, float momentum,
+                           float eps, lt_tensor *res, int relu) {
     if (lt_graph_failed(g, &x, 1)) return NULL;
     char sx[96], sp[96];
     lt_shape_str(x->shape, x->ndim, sx, sizeof sx);
@@ -238,27 +340,44 @@ lt_tensor *lt_batchnorm2d(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tenso
             return lt_graph_fail(g, LT_ERR_ARG, "batchnorm2d: %s '%s' must be a buffer (no gradient)",
                                  names[i], vecs[i]->name);
 
+    if (res && (res->ndim != 4 || memcmp(res->shape, x->shape, 4 * sizeof(int64_t))))
+        return lt_graph_fail(g, LT_ERR_SHAPE, "batchnorm2d: residual %s must match input %s",
+                             lt_shape_str(res->shape, res->ndim, sp, sizeof sp), sx);
     lt_tensor *out = lt_graph_new_tensor(g, x->shape, x->ndim);
-    lt_tensor *in[5] = {x, weight, bias, running_mean, running_var};
-    lt_node *n = lt_graph_add_node(g, &bn_op, out, in, 5);
+    lt_tensor *in[6] = {x, weight, bias, running_mean, running_var, res};
+    lt_node *n = lt_graph_add_node(g, &bn_op, out, in, res ? 6 : 5);
     if (!n) return NULL;
     n->ip[0] = mode;
+    n->ip[1] = relu != 0;
     n->fp[0] = momentum;
     n->fp[1] = eps;
     n->saved_numel = mode == LT_BN_FROZEN ? C : 2 * C;
-    n->bw_skip_out = 1;
+    n->bw_skip_out = !relu; /* the ReLU's backward reads the output as its mask */
     n->bw_skip_in = (1u << BN_B) | (1u << BN_RM) | (1u << BN_RV);
+    if (res) n->bw_skip_in |= 1u << BN_RES; /* its gradient is the masked dout: its values are not read */
     const int dx = x->requires_grad, dw = requires_grad(weight);
     if (mode == LT_BN_FROZEN) {
         /* weight and bias are constants here even when the tensors are trainable elsewhere */
         n->bw_skip_in |= (1u << BN_X) | (1u << BN_W);
-        out->requires_grad = dx;
+        out->requires_grad = dx || requires_grad(res);
     } else {
         const int need_x = dw || (dx && mode == LT_BN_TRAIN);
         if (!need_x) n->bw_skip_in |= 1u << BN_X;
         if (!dx) n->bw_skip_in |= 1u << BN_W;
     }
     return out;
+}
+
+lt_tensor *lt_batchnorm2d(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias,
+                          lt_tensor *running_mean, lt_tensor *running_var, lt_bn_mode mode, float momentum,
+                          float eps) {
+    return bn_build(g, x, weight, bias, running_mean, running_var, mode, momentum, eps, NULL, 0);
+}
+
+lt_tensor *lt_batchnorm2d_fused(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias,
+                                lt_tensor *running_mean, lt_tensor *running_var, lt_bn_mode mode,
+                                float momentum, float eps, lt_tensor *res, int relu) {
+    return bn_build(g, x, weight, bias, running_mean, running_var, mode, momentum, eps, res, relu);
 }
 
 /* ---- layernorm kernels ---- */

@@ -29,6 +29,12 @@ typedef enum {
  * Training mode updates running_var with the unbiased batch variance, as PyTorch does. */
 lt_tensor *lt_batchnorm2d(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, lt_tensor *running_mean,
                           lt_tensor *running_var, lt_bn_mode mode, float momentum, float eps);
+/* relu?(batchnorm2d(x, ...) + res?) as one node (res, shaped as x, may be NULL; relu 0 or 1): one pass over
+ * memory each way instead of one per op, and no buffers (or gradient buffers) in between. Results as
+ * lt_relu(lt_add(lt_batchnorm2d(...), res)). */
+lt_tensor *lt_batchnorm2d_fused(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, lt_tensor *running_mean,
+                                lt_tensor *running_var, lt_bn_mode mode, float momentum, float eps, lt_tensor *res,
+                                int relu);
 /* Normalizes over the last dimension; weight, bias (C) where C = x->shape[ndim-1]. */
 lt_tensor *lt_layernorm(lt_graph *g, lt_tensor *x, lt_tensor *weight, lt_tensor *bias, float eps);
 

@@ -51,6 +51,72 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
     }
 }
 
+/* The larger of best and v, NaN winning as in maxpool_forward's scan. */
+static inline float max_nan(float best, float v) {
+    return v > best || v != v ? v : best;
+}
+
+/* Widest input row maxpool_values takes (its row of column maxima lives on the stack). */
+#define POOL_ROW_MAX 2048
+
+/* maxpool_forward's values without the argmax, for inference: per output row, the maximum of each input
+ * column over the window's rows (contiguous, so it vectorizes), then of those over each window's columns.
+ * Equal to maxpool_forward's output except that among equal values (+0.0 and -0.0) another may be picked.
+ * Needs W <= POOL_ROW_MAX. */
+static void maxpool_values(float *out,     /* (planes, OH, OW) */
+                           const float *x, /* (planes, H, W) */
+                           int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, pool_win k) {
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float colmax[POOL_ROW_MAX];
+        const float *xp = x + p * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = oh * k.sh - k.ph, h1 = h0 + k.kh;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            memcpy(colmax, xp + h0 * W, (size_t)W * sizeof(float));
+            for (int64_t ih = h0 + 1; ih < h1; ih++) {
+                const float *row = xp + ih * W;
+#pragma omp simd
+                for (int64_t iw = 0; iw < W; iw++)
+                    colmax[iw] = max_nan(colmax[iw], row[iw]);
+            }
+            float *op = out + (p * OH + oh) * OW;
+            /* stride 2 (ResNet's stem pool): windows inside the row, tap by tap, vectorized (a constant
+             * stride gathers with shuffles); the edge windows below */
+            int64_t lo = 0, hi = 0;
+            if (k.sw == 2) {
+                lo = (k.pw + 1) / 2;
+                hi = W - k.kw + k.pw >= 0 ? (W - k.kw + k.pw) / 2 + 1 : 0;
+                if (hi > OW) hi = OW;
+                if (hi < lo) hi = lo;
+                const int64_t pw = k.pw; /* colmax[2 ow - pw + t] is tap t of window ow, inside the row */
+#pragma omp simd
+                for (int64_t ow = lo; ow < hi; ow++)
+                    op[ow] = colmax[2 * ow - pw];
+                for (int64_t t = 1; t < k.kw; t++) {
+#pragma omp simd
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        op[ow] = max_nan(op[ow], colmax[2 * ow - pw + t]);
+                }
+            }
+            for (int64_t ow = 0; ow < OW; ow++) {
+                if (ow == lo && hi > lo) {
+                    ow = hi - 1;
+                    continue;
+                }
+                int64_t w0 = ow * k.sw - k.pw, w1 = w0 + k.kw;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                float best = colmax[w0];
+                for (int64_t iw = w0 + 1; iw < w1; iw++)
+                    best = max_nan(best, colmax[iw]);
+                op[ow] = best;
+            }
+        }
+    }
+}
+
 /* dx[p, idx[p, o]] += dout[p, o]: the gradient goes to the element forward picked. */
 static void maxpool_backward(float *dx,          /* (planes, H, W) */
                              const float *dout,  /* (planes, OH, OW) */
@@ -66,6 +132,11 @@ static void maxpool_backward(float *dx,          /* (planes, H, W) */
 static void maxpool_fw(lt_node *nd, const lt_exec *ex) {
     const lt_tensor *x = nd->in[0], *y = nd->out;
     pool_win k = {nd->ip[0], nd->ip[1], nd->ip[2], nd->ip[3], nd->ip[4], nd->ip[5]};
+    if (ex->mode == LT_MODE_EVAL && x->shape[3] <= POOL_ROW_MAX) {
+        maxpool_values(y->data, x->data, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], y->shape[2],
+                       y->shape[3], k);
+        return;
+    }
     maxpool_forward(y->data, (int32_t *)nd->saved, x->data, x->shape[0] * x->shape[1], x->shape[2],
                     x->shape[3], y->shape[2], y->shape[3], k);
 }
@@ -105,8 +176,9 @@ lt_tensor *lt_maxpool2d(lt_graph *g, lt_tensor *x, int kh, int kw, int stride_h,
     if (!nd) return NULL;
     int64_t ip[6] = {kh, kw, stride_h, stride_w, pad_h, pad_w};
     memcpy(nd->ip, ip, sizeof ip);
-    nd->saved_numel = out->numel; /* int32 argmax per output */
-    nd->bw_skip_in = 1u;          /* backward needs only the saved argmax */
+    /* int32 argmax per output, for backward; inference (see maxpool_fw) skips it for wide enough rows */
+    nd->saved_numel = lt_graph_mode(g) == LT_MODE_EVAL && x->shape[3] <= POOL_ROW_MAX ? 0 : out->numel;
+    nd->bw_skip_in = 1u; /* backward needs only the saved argmax */
     nd->bw_skip_out = 1;
     return out;
 }

@@ -6,6 +6,9 @@
 #include "optim.h"
 
 #include <math.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 void lt_adamw_init(lt_adamw *o, double lr, double weight_decay) {
     o->lr = lr;
@@ -33,24 +36,53 @@ lt_status lt_adamw_check(const lt_adamw *o, lt_err *err) {
     return LT_OK;
 }
 
+/* The update of one value, as adamw_update describes. */
+static inline void adamw_one(float *param, float *m, float *v, const float *grad, float decay, float beta1,
+                             float one_minus_beta1, float beta2, float one_minus_beta2, float bc2_sqrt,
+                             float eps, float neg_step_size, float grad_scale) {
+    float g = *grad * grad_scale; /* clip_grad_norm_'s grad.mul_(clip_coef), fused: one pass less */
+    float p = *param * decay;     /* param.mul_(1 - lr * weight_decay) */
+    float mi = *m * beta1 + one_minus_beta1 * g;     /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
+    float vi = *v * beta2 + one_minus_beta2 * g * g; /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, ...) */
+    float denom = sqrtf(vi) / bc2_sqrt + eps;        /* (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps) */
+    *param = p + neg_step_size * (mi / denom);       /* param.addcdiv_(exp_avg, denom, value=-step_size) */
+    *m = mi;
+    *v = vi;
+}
+
 /* One AdamW update of n values. decay = 1 - lr*wd, step_size = lr / (1 - beta1^t),
- * bc2_sqrt = sqrt(1 - beta2^t); every scalar already rounded to float as torch does. */
+ * bc2_sqrt = sqrt(1 - beta2^t); every scalar already rounded to float as torch does.
+ * With AVX2 the bulk runs 8 values at a time through intrinsics: the compiler keeps the scalar loop scalar
+ * (sqrtf may set errno), where a square root and two divisions per value made the update compute-bound
+ * (41 ms of a 150 ms ResNet-50 step at 28x28), not memory-bound. Same operations, each rounded as before. */
 static void adamw_update(float *param, float *m, float *v, const float *grad, int64_t n, float decay,
                          float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
                          float bc2_sqrt, float eps, float neg_step_size, float grad_scale) {
     // param, m, v, grad: (n)
+    int64_t done = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const int64_t nv = n / 8 * 8;
 #pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        float g = grad[i] * grad_scale; /* clip_grad_norm_'s grad.mul_(clip_coef), fused: one pass less */
-        float p = param[i] * decay;                    /* param.mul_(1 - lr * weight_decay) */
-        float mi = m[i] * beta1 + one_minus_beta1 * g; /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
-        float vi =
-            v[i] * beta2 + one_minus_beta2 * g * g;  /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, ...) */
-        float denom = sqrtf(vi) / bc2_sqrt + eps;    /* (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps) */
-        param[i] = p + neg_step_size * (mi / denom); /* param.addcdiv_(exp_avg, denom, value=-step_size) */
-        m[i] = mi;
-        v[i] = vi;
+    for (int64_t i = 0; i < nv; i += 8) {
+        const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), _mm256_set1_ps(grad_scale));
+        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(param + i), _mm256_set1_ps(decay));
+        const __m256 mi = _mm256_fmadd_ps(_mm256_loadu_ps(m + i), _mm256_set1_ps(beta1),
+                                          _mm256_mul_ps(_mm256_set1_ps(one_minus_beta1), g));
+        const __m256 vi =
+            _mm256_fmadd_ps(_mm256_loadu_ps(v + i), _mm256_set1_ps(beta2),
+                            _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(one_minus_beta2), g), g));
+        const __m256 denom =
+            _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), _mm256_set1_ps(bc2_sqrt)), _mm256_set1_ps(eps));
+        _mm256_storeu_ps(param + i,
+                         _mm256_fmadd_ps(_mm256_set1_ps(neg_step_size), _mm256_div_ps(mi, denom), p));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
     }
+    done = nv;
+#endif
+    for (int64_t i = done; i < n; i++)
+        adamw_one(param + i, m + i, v + i, grad + i, decay, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                  bc2_sqrt, eps, neg_step_size, grad_scale);
 }
 
 lt_status lt_adamw_step(lt_adamw *o, lt_params *p, double lr, lt_err *err) {

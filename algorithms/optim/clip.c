@@ -8,7 +8,7 @@ double lt_clip_grad_norm(lt_params *p, double max_norm) {
     const float *g = p->grad; // (trainable_numel)
     const int64_t n = p->trainable_numel;
     double ss = 0.0;
-#pragma omp parallel for reduction(+ : ss) schedule(static)
+#pragma omp parallel for simd reduction(+ : ss) schedule(static)
     for (int64_t i = 0; i < n; i++)
         ss += (double)g[i] * (double)g[i];
     double norm = sqrt(ss);
