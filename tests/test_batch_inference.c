@@ -200,6 +200,8 @@ static void h_checkpoint(void *ctx, int64_t done) {
     ((hooks_state *)ctx)->checkpoints++;
 }
 
+static int checkpoint_images; /* lt_batch_opts.checkpoint_images of body() (0: the default) */
+
 static lt_status body(const char *out_dir, const char *model, const char *imgs, int batch, hooks_state *h,
                       cJSON **summary, lt_err *err) {
     char work[900];
@@ -213,6 +215,7 @@ static lt_status body(const char *out_dir, const char *model, const char *imgs, 
                        .model_name = "models/m",
                        .dataset_name = "images",
                        .batch_size = batch,
+                       .checkpoint_images = checkpoint_images,
                        .hooks = {h, h_stop, h_start, h_progress, h_checkpoint}};
     lt_status st = lt_batch_run(&o, summary, err);
     lt_storage_close(out);
@@ -240,18 +243,36 @@ static void test_body(lt_cls_model *ref) {
     snprintf(path, sizeof path, "%s/.lathe/batch/state.json", out1);
     CHECK_MSG(!lt_path_exists(path), "the checkpoint outlived the job");
 
-    /* batch 1 again, stopped after 2 images, a half-written part (a crash between the part and the state),
-     * then resumed: the same bytes as the uninterrupted run, no duplicate (batches of several go through the
-     * worker below) */
+    /* batch 1 again with a checkpoint after every image, stopped after 2 images: two chunks of one line each
+     * (a checkpoint uploads only the lines since the previous one). Then a crash's leftovers: junk past the
+     * state's bytes in the last named chunk, and a chunk no state names. Resumed: the same bytes as the
+     * uninterrupted run, no duplicate (batches of several go through the worker below), no chunk left. */
     h = (hooks_state){.stop_at = 2};
     summary = NULL;
+    checkpoint_images = 1;
     CHECK(body(out2, model_dir, images, 1, &h, &summary, &err) == LT_ERR_CANCELLED && summary == NULL);
-    CHECK(h.checkpoints == 1 && h.done == 2);
-    snprintf(path, sizeof path, "%s/.lathe/batch/predictions.part", out2);
+    CHECK_MSG(h.checkpoints >= 2 && h.done == 2, "%d checkpoints, %lld done", h.checkpoints, (long long)h.done);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/.lathe/batch/part-%06d.jsonl", out2, i);
+        char *chunk = read_text(path);
+        int lines = 0;
+        for (const char *c = chunk; c && *c; c++) lines += *c == '\n';
+        CHECK_MSG(i < 2 ? chunk && lines == 1 : !chunk, "chunk %d: %s, %d lines", i, chunk ? "present" : "absent",
+                  lines);
+        free(chunk);
+    }
+    snprintf(path, sizeof path, "%s/.lathe/batch/part-%06d.jsonl", out2, 1);
     FILE *f = fopen(path, "ab");
     CHECK(f != NULL);
     if (f) {
         fputs("{\"path\":\"b/two.Png\",\"response\":[]}\n{\"path\":\"corr", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/.lathe/batch/part-%06d.jsonl", out2, 2);
+    f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{\"path\":\"stray\",\"response\":[]}\n", f);
         fclose(f);
     }
     snprintf(path, sizeof path, "%s/predictions.jsonl", out2);
@@ -260,6 +281,11 @@ static void test_body(lt_cls_model *ref) {
     CHECK_MSG(body(out2, model_dir, images, 1, &h, &summary, &err) == LT_OK, "%s", err.msg);
     CHECK_MSG(h.resumed == 2, "resumed from %lld", (long long)h.resumed);
     cJSON_Delete(summary);
+    checkpoint_images = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(path2, sizeof path2, "%s/.lathe/batch/part-%06d.jsonl", out2, i);
+        CHECK_MSG(!lt_path_exists(path2), "chunk %d outlived the job", i);
+    }
     snprintf(path2, sizeof path2, "%s/predictions.jsonl", out1);
     char *a = read_text(path), *b = read_text(path2);
     CHECK_MSG(a && b && !strcmp(a, b), "resumed output differs:\n%s\nuninterrupted:\n%s", STR(a), STR(b));

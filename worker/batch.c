@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PART_KEY ".lathe/batch/predictions.part"
+#define CHUNK_FMT ".lathe/batch/part-%06d.jsonl" /* the lines added since the previous checkpoint */
 #define STATE_KEY ".lathe/batch/state.json"
 
 /* ---- the image list ---- */
@@ -122,6 +122,9 @@ typedef struct {
     cJSON *failures; /* [{"path","error"}] */
     int64_t ck_done; /* images in the newest checkpoint */
     double ck_time;  /* lt_now() of the newest checkpoint (or of the start) */
+    long ck_bytes;   /* bytes of the local file in the newest checkpoint */
+    int n_chunks;    /* chunk objects the newest checkpoint is made of */
+    int chunks_seen; /* chunks the checkpoint found at the start named (deleted at the end too) */
 } run;
 
 static lt_status add_failure(run *r, const char *path, const char *msg, lt_err *err) {
@@ -164,24 +167,66 @@ static lt_status count_lines(run *r, const char *data, size_t len, lt_err *err) 
     return LT_OK;
 }
 
+/* Concatenates the checkpoint's chunks 0..n-1 into one buffer (*data, *len); a missing chunk -> *data NULL.
+ */
+static lt_status get_chunks(lt_storage *out, int n, void **data, size_t *len, lt_err *err) {
+    char *all = NULL;
+    size_t total = 0;
+    *data = NULL;
+    *len = 0;
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, CHUNK_FMT, i);
+        int exists = 0;
+        void *chunk = NULL;
+        size_t clen = 0;
+        lt_status st = lt_storage_exists(out, key, &exists, err);
+        if (st == LT_OK && exists) st = lt_storage_get_mem(out, key, &chunk, &clen, err);
+        if (st != LT_OK || !exists) {
+            free(all);
+            return st;
+        }
+        char *grown = realloc(all, total + clen + 1);
+        if (!grown) {
+            free(chunk);
+            free(all);
+            return lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+        }
+        all = grown;
+        memcpy(all + total, chunk, clen);
+        total += clen;
+        free(chunk);
+    }
+    *data = all ? all : calloc(1, 1);
+    *len = total;
+    return *data ? LT_OK : lt_errorf(err, LT_ERR_NOMEM, "out of memory");
+}
+
 /* Reads the checkpoint when there is a usable one: r->done and the counts from it, the local file holding
  * its lines. Otherwise starts the local file empty. A damaged or foreign checkpoint is ignored (the images
- * are scored again) rather than failing the job. */
+ * are scored again) rather than failing the job. A checkpoint is a state object naming how many chunk objects
+ * hold its lines (each checkpoint uploads only the lines added since the one before, so the uploads stay
+ * linear in the number of images). */
 static lt_status load_checkpoint(run *r, lt_err *err) {
     lt_storage *out = r->o->out;
-    int exists = 0;
+    int exists = 0, chunks = 0;
     void *state = NULL, *part = NULL;
     size_t state_len = 0, part_len = 0;
     lt_status st = lt_storage_exists(out, STATE_KEY, &exists, err);
     if (st == LT_OK && exists) st = lt_storage_get_mem(out, STATE_KEY, &state, &state_len, err);
-    if (st == LT_OK && exists) st = lt_storage_exists(out, PART_KEY, &exists, err);
-    if (st == LT_OK && exists) st = lt_storage_get_mem(out, PART_KEY, &part, &part_len, err);
+    cJSON *s = state ? cJSON_ParseWithLength(state, state_len) : NULL;
+    const cJSON *jchunks = cJSON_GetObjectItemCaseSensitive(s, "chunks");
+    if (st == LT_OK && cJSON_IsNumber(jchunks) && cJSON_GetNumberValue(jchunks) >= 0 &&
+        cJSON_GetNumberValue(jchunks) <= 1e6) {
+        chunks = (int)cJSON_GetNumberValue(jchunks);
+        st = get_chunks(out, chunks, &part, &part_len, err);
+    }
     if (st != LT_OK) {
+        cJSON_Delete(s);
         free(state);
         free(part);
         return st;
     }
-    cJSON *s = state ? cJSON_ParseWithLength(state, state_len) : NULL;
     double done = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "done"));
     double bytes = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "bytes"));
     const char *hash = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "list_hash"));
@@ -207,19 +252,40 @@ static lt_status load_checkpoint(run *r, lt_err *err) {
     if (st == LT_OK && !(r->f = fopen(r->local, "ab")))
         st = lt_errorf(err, LT_ERR_IO, "%s: cannot open for appending", r->local);
     r->ck_done = r->done;
+    r->ck_bytes = (long)keep;
+    /* go on adding chunks when they hold exactly the checkpoint's lines; otherwise (nothing kept, or chunks
+       longer than the state says) the next checkpoint rewrites the kept lines as chunk 0 */
+    if (keep == 0 || keep != part_len) r->ck_bytes = 0;
+    r->n_chunks = keep > 0 && keep == part_len ? chunks : 0;
+    r->chunks_seen = chunks;
     return st;
 }
 
-/* Uploads the lines so far, then the state that points into them. */
+/* Uploads the lines added since the previous checkpoint as the next chunk, then the state that points into
+ * the chunks (a crash between the two leaves a chunk no state names; the next checkpoint overwrites it). */
 static lt_status checkpoint(run *r, lt_err *err) {
     if (fflush(r->f) != 0) return lt_errorf(err, LT_ERR_IO, "%s: write failed", r->local);
     long bytes = ftell(r->f);
-    lt_status st = lt_storage_put(r->o->out, PART_KEY, r->local, err);
-    if (st != LT_OK) return st;
+    lt_status st = LT_OK;
+    if (bytes > r->ck_bytes) {
+        size_t n = (size_t)(bytes - r->ck_bytes);
+        char *chunk = malloc(n), key[64];
+        FILE *f = fopen(r->local, "rb");
+        int ok = chunk && f && fseek(f, r->ck_bytes, SEEK_SET) == 0 && fread(chunk, 1, n, f) == n;
+        if (f) fclose(f);
+        snprintf(key, sizeof key, CHUNK_FMT, r->n_chunks);
+        st = ok ? lt_storage_put_mem(r->o->out, key, chunk, n, err)
+                : lt_errorf(err, chunk ? LT_ERR_IO : LT_ERR_NOMEM, "%s: cannot read back its new lines",
+                            r->local);
+        free(chunk);
+        if (st != LT_OK) return st;
+        r->n_chunks++;
+        r->ck_bytes = bytes;
+    }
     char state[256];
-    int len =
-        snprintf(state, sizeof state, "{\"done\":%lld,\"bytes\":%ld,\"total\":%zu,\"list_hash\":\"%s\"}\n",
-                 (long long)r->done, bytes, r->n, r->hash);
+    int len = snprintf(state, sizeof state,
+                       "{\"done\":%lld,\"bytes\":%ld,\"chunks\":%d,\"total\":%zu,\"list_hash\":\"%s\"}\n",
+                       (long long)r->done, bytes, r->n_chunks, r->n, r->hash);
     if ((st = lt_storage_put_mem(r->o->out, STATE_KEY, state, (size_t)len, err)) != LT_OK) return st;
     r->ck_done = r->done;
     r->ck_time = lt_now();
@@ -358,7 +424,12 @@ static lt_status finish(run *r, cJSON **summary, lt_err *err) {
     /* best effort: a leftover checkpoint only costs space (the job is complete by result.json) */
     lt_err ignore = {{0}};
     lt_storage_delete(r->o->out, STATE_KEY, &ignore);
-    lt_storage_delete(r->o->out, PART_KEY, &ignore);
+    int last = r->n_chunks > r->chunks_seen ? r->n_chunks : r->chunks_seen;
+    for (int i = 0; i <= last; i++) { /* <=: an unnamed chunk left by a crash */
+        char key[64];
+        snprintf(key, sizeof key, CHUNK_FMT, i);
+        lt_storage_delete(r->o->out, key, &ignore);
+    }
     *summary = counts;
     return LT_OK;
 }
