@@ -15,8 +15,8 @@ static const int counted_codes[LT_SCHED_CODES] = {200, 201, 202, 400, 401, 404, 
                                                   409, 413, 422, 500, 503, 504};
 
 static const char *const route_names[LT_ROUTE_COUNT] = {
-    "submit",       "list",       "get",       "cancel",       "health", "metrics", "models", "endpoints",
-    "inference",    "batch_submit", "batch_list", "batch_get", "batch_cancel", "other"};
+    "submit",    "list",      "get",          "cancel",     "health",    "metrics",      "models",
+    "endpoints", "inference", "batch_submit", "batch_list", "batch_get", "batch_cancel", "other"};
 
 /* The job types behind the /v1/<collection> routes: one record table, one state machine, one set of
  * handlers; a record is only visible under its own type's routes. */
@@ -72,7 +72,7 @@ void lt_sched_free(lt_sched *s) {
 
 /* ---- responses ---- */
 
-static void respond_json(lt_sched_response *rs, int status, cJSON *body) {
+void lt_sched_respond_json(lt_sched_response *rs, int status, cJSON *body) {
     rs->status = status;
     rs->content_type = "application/json";
     rs->body = body ? cJSON_PrintUnformatted(body) : NULL;
@@ -84,9 +84,7 @@ static void respond_json(lt_sched_response *rs, int status, cJSON *body) {
     rs->body_len = rs->body ? strlen(rs->body) : 0;
 }
 
-static void respond_error(lt_sched_response *rs, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void respond_error(lt_sched_response *rs, int status, const char *fmt, ...) {
+void lt_sched_respond_error(lt_sched_response *rs, int status, const char *fmt, ...) {
     char msg[LT_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -97,7 +95,7 @@ static void respond_error(lt_sched_response *rs, int status, const char *fmt, ..
         cJSON_Delete(o);
         o = NULL;
     }
-    respond_json(rs, status, o);
+    lt_sched_respond_json(rs, status, o);
 }
 
 /* ---- auth ---- */
@@ -159,9 +157,9 @@ static int replay_idempotent(lt_sched *s, const lt_sched_request *rq, const char
     const char *noun = noun_of(j);
     lt_table_unlock(s->table);
     if (same)
-        respond_json(rs, 200, o);
+        lt_sched_respond_json(rs, 200, o);
     else
-        respond_error(
+        lt_sched_respond_error(
             rs, 422,
             "Idempotency-Key: already used by %s %s with a different request; use a new key to submit "
             "another job",
@@ -180,7 +178,7 @@ static lt_status prepare(const job_kind *k, const lt_sched_request *rq, const ch
 
 static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request *rq, lt_sched_response *rs) {
     if (rq->idempotency_key && !valid_idempotency_key(rq->idempotency_key)) {
-        respond_error(rs, 400, "Idempotency-Key: must be 1 to 255 visible ASCII characters");
+        lt_sched_respond_error(rs, 400, "Idempotency-Key: must be 1 to 255 visible ASCII characters");
         return;
     }
     char id[LT_JOB_ID_MAX];
@@ -206,7 +204,7 @@ static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request
     }
     lt_status st = prepare(k, rq, id, &s->submit, &job, &msg, &http, &err);
     if (st != LT_OK) {
-        respond_error(rs, http, "%s", err.msg);
+        lt_sched_respond_error(rs, http, "%s", err.msg);
         return;
     }
     char *msg_text = cJSON_PrintUnformatted(msg);
@@ -218,7 +216,7 @@ static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request
         cJSON_Delete(rec);
         free(msg_text);
         lt_job_destroy(job);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
     cJSON_Delete(rec);
@@ -237,7 +235,7 @@ static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request
         free(rec_text);
         free(msg_text);
         if (!replay_idempotent(s, rq, hash, rs))
-            respond_error(rs, 503, "Idempotency-Key: conflict, try again");
+            lt_sched_respond_error(rs, 503, "Idempotency-Key: conflict, try again");
         return;
     }
     st = lt_table_put(s->table, job);
@@ -258,11 +256,11 @@ static void handle_submit(lt_sched *s, const job_kind *k, const lt_sched_request
         lt_err terr = {{0}};
         s->bus.persist(s->bus.ctx, id, NULL, NULL, &terr); /* best effort: a tombstone for the record */
         lt_table_unlock(s->table);
-        respond_error(rs, 503, "could not queue the %s (Kafka unavailable): %s", k->noun, err.msg);
+        lt_sched_respond_error(rs, 503, "could not queue the %s (Kafka unavailable): %s", k->noun, err.msg);
         return;
     }
     atomic_fetch_add(&s->m.submitted, 1);
-    respond_json(rs, 201, id_state(id, LT_JOB_QUEUED));
+    lt_sched_respond_json(rs, 201, id_state(id, LT_JOB_QUEUED));
 }
 
 static void handle_get(lt_sched *s, const job_kind *k, const char *id, lt_sched_response *rs) {
@@ -272,9 +270,9 @@ static void handle_get(lt_sched *s, const job_kind *k, const char *id, lt_sched_
     cJSON *o = j ? lt_job_to_json(j) : NULL;
     lt_table_unlock(s->table);
     if (!j)
-        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
+        lt_sched_respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
     else
-        respond_json(rs, 200, o);
+        lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_list(lt_sched *s, const job_kind *k, const lt_sched_request *rq, lt_sched_response *rs) {
@@ -285,9 +283,9 @@ static void handle_list(lt_sched *s, const job_kind *k, const lt_sched_request *
             up[i] = (char)toupper((unsigned char)rq->state[i]);
         lt_job_state st = strlen(rq->state) < sizeof up ? lt_job_state_parse(up) : LT_JOB_STATE_COUNT;
         if (st == LT_JOB_STATE_COUNT) {
-            respond_error(rs, 400,
-                          "state: must be QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED, got '%.64s'",
-                          rq->state);
+            lt_sched_respond_error(
+                rs, 400, "state: must be QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED, got '%.64s'",
+                rq->state);
             return;
         }
         state = (int)st;
@@ -297,7 +295,7 @@ static void handle_list(lt_sched *s, const job_kind *k, const lt_sched_request *
         char *end;
         long v = strtol(rq->limit, &end, 10);
         if (*end || v < 1 || v > 1000) {
-            respond_error(rs, 400, "limit: must be an integer in [1, 1000], got '%.32s'", rq->limit);
+            lt_sched_respond_error(rs, 400, "limit: must be an integer in [1, 1000], got '%.32s'", rq->limit);
             return;
         }
         limit = (size_t)v;
@@ -310,12 +308,12 @@ static void handle_list(lt_sched *s, const job_kind *k, const lt_sched_request *
     if (!o || !arr) {
         cJSON_Delete(o);
         cJSON_Delete(arr);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
     cJSON_AddItemToObject(o, k->collection, arr);
     cJSON_AddNumberToObject(o, "total", (double)total);
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_cancel(lt_sched *s, const job_kind *k, const char *id, lt_sched_response *rs) {
@@ -325,17 +323,17 @@ static void handle_cancel(lt_sched *s, const job_kind *k, const char *id, lt_sch
     lt_job_state st = j ? j->state : LT_JOB_QUEUED;
     lt_table_unlock(s->table);
     if (!j) {
-        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
+        lt_sched_respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
         return;
     }
     if (lt_job_state_is_final(st)) {
-        respond_error(rs, 409, "%s %s is already %s", k->noun, id, lt_job_state_name(st));
+        lt_sched_respond_error(rs, 409, "%s %s is already %s", k->noun, id, lt_job_state_name(st));
         return;
     }
     /* workers hear of it first, so by the time the record says CANCELLED no worker can miss the message */
     lt_err err = {{0}};
     if (s->bus.publish_cancel(s->bus.ctx, id, &err) != LT_OK) {
-        respond_error(rs, 503, "could not publish the cancel (Kafka unavailable): %s", err.msg);
+        lt_sched_respond_error(rs, 503, "could not publish the cancel (Kafka unavailable): %s", err.msg);
         return;
     }
     char now[LT_JOB_TIME_MAX];
@@ -358,10 +356,10 @@ static void handle_cancel(lt_sched *s, const job_kind *k, const char *id, lt_sch
     if (pst != LT_OK) atomic_fetch_add(&s->m.persist_failures, 1);
     if (!j) {
         cJSON_Delete(o);
-        respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
+        lt_sched_respond_error(rs, 404, "no %s with id '%s'", k->noun, id);
         return;
     }
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_health(lt_sched *s, lt_sched_response *rs) {
@@ -378,13 +376,13 @@ static void handle_health(lt_sched *s, lt_sched_response *rs) {
         cJSON_AddNumberToObject(o, "jobs", (double)n);
         cJSON_AddNumberToObject(o, "uptime_s", (double)(wall_ms() - s->started_ms) / 1000.0);
     }
-    respond_json(rs, ready && kafka ? 200 : 503, o);
+    lt_sched_respond_json(rs, ready && kafka ? 200 : 503, o);
 }
 
 static void handle_metrics(lt_sched *s, lt_sched_response *rs) {
     rs->body = lt_sched_metrics_text(s, &rs->body_len);
     if (!rs->body) {
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
     rs->status = 200;
@@ -420,15 +418,15 @@ static void route_jobs(lt_sched *s, const job_kind *k, const char *rest, const l
     int is_item = !is_collection && !slash;
     if (!is_collection && !((is_item && path_id(seg, strlen(seg), id)) ||
                             (is_cancel && path_id(seg, (size_t)(slash - seg), id)))) {
-        respond_error(rs, 404, "no such resource: %.200s", path);
+        lt_sched_respond_error(rs, 404, "no such resource: %.200s", path);
     } else if (!authorized(s, rq)) {
         rs->route = is_collection ? (post ? k->submit : k->list) : is_cancel ? k->cancel : k->get;
-        respond_error(rs, 401,
-                      "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
+        lt_sched_respond_error(
+            rs, 401, "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
         rs->www_auth = "Bearer realm=\"lathe\"";
     } else if (!atomic_load(&s->ready)) {
         rs->route = is_collection ? (post ? k->submit : k->list) : is_cancel ? k->cancel : k->get;
-        respond_error(rs, 503, "the scheduler is starting: loading the job state from Kafka");
+        lt_sched_respond_error(rs, 503, "the scheduler is starting: loading the job state from Kafka");
     } else if (is_collection) {
         rs->route = post ? k->submit : k->list;
         if (post)
@@ -478,19 +476,19 @@ void lt_sched_handle(lt_sched *s, const lt_sched_request *rq, lt_sched_response 
         route_jobs(s, &kind_batch, path + bl, rq, rs);
     } else if (s->registry && lt_registry_owns(path, &rs->route)) {
         if (!authorized(s, rq)) {
-            respond_error(rs, 401,
-                          "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
+            lt_sched_respond_error(
+                rs, 401, "missing or wrong bearer token (send 'Authorization: Bearer <LATHE_API_TOKEN>')");
             rs->www_auth = "Bearer realm=\"lathe\"";
         } else if (!atomic_load(&s->ready)) {
-            respond_error(rs, 503, "the scheduler is starting: loading its state from Kafka");
+            lt_sched_respond_error(rs, 503, "the scheduler is starting: loading its state from Kafka");
         } else {
             lt_registry_handle(s->registry, s, rq, rs);
         }
     } else {
-        respond_error(rs, 404, "no such resource: %.200s", path);
+        lt_sched_respond_error(rs, 404, "no such resource: %.200s", path);
     }
     if (rs->allow)
-        respond_error(rs, 405, "method %.16s not allowed here (allowed: %s)", rq->method, rs->allow);
+        lt_sched_respond_error(rs, 405, "method %.16s not allowed here (allowed: %s)", rq->method, rs->allow);
     count(s, rs);
 }
 

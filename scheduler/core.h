@@ -110,6 +110,12 @@ typedef struct {
 
 /* Answers one request (never fails: an internal problem is a 500/503 with {"error"}) and counts it. */
 void lt_sched_handle(lt_sched *s, const lt_sched_request *rq, lt_sched_response *rs);
+
+/* Answers status with body (taken; NULL or unprintable -> 500 "out of memory"), as application/json. */
+void lt_sched_respond_json(lt_sched_response *rs, int status, cJSON *body);
+/* Answers status with {"error": <printf of fmt>}. */
+void lt_sched_respond_error(lt_sched_response *rs, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Counts a finished request's time (the transport measures it). */
 void lt_sched_count_time(lt_sched *s, lt_sched_route route, int64_t us);
 

@@ -3,7 +3,6 @@
 
 #include "submit.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,46 +11,18 @@
 
 /* ---- answers ---- */
 
-static void respond_json(lt_sched_response *rs, int status, cJSON *body) {
-    rs->status = status;
-    rs->content_type = "application/json";
-    rs->body = body ? cJSON_PrintUnformatted(body) : NULL;
-    cJSON_Delete(body);
-    if (!rs->body) {
-        rs->status = 500;
-        rs->body = strdup("{\"error\":\"out of memory\"}");
-    }
-    rs->body_len = rs->body ? strlen(rs->body) : 0;
-}
-
-static void respond_error(lt_sched_response *rs, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void respond_error(lt_sched_response *rs, int status, const char *fmt, ...) {
-    char msg[LT_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cJSON *o = cJSON_CreateObject();
-    if (o && !cJSON_AddStringToObject(o, "error", msg)) {
-        cJSON_Delete(o);
-        o = NULL;
-    }
-    respond_json(rs, status, o);
-}
-
 /* ---- bodies ---- */
 
 /* Parses a JSON object body and refuses members not in known (NULL-terminated). NULL after answering 400. */
 static cJSON *parse_body(const lt_sched_request *rq, const char *const *known, lt_sched_response *rs) {
     cJSON *b = cJSON_ParseWithLength(rq->body, rq->body_len);
     if (!b) {
-        respond_error(rs, 400, "body: not valid JSON");
+        lt_sched_respond_error(rs, 400, "body: not valid JSON");
         return NULL;
     }
     if (!cJSON_IsObject(b)) {
         cJSON_Delete(b);
-        respond_error(rs, 400, "body: must be a JSON object");
+        lt_sched_respond_error(rs, 400, "body: must be a JSON object");
         return NULL;
     }
     for (const cJSON *m = b->child; m; m = m->next) {
@@ -62,7 +33,7 @@ static cJSON *parse_body(const lt_sched_request *rq, const char *const *known, l
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
         }
         if (!ok) {
-            respond_error(rs, 400, "%.64s: unknown field (valid fields are %s)", m->string, list);
+            lt_sched_respond_error(rs, 400, "%.64s: unknown field (valid fields are %s)", m->string, list);
             cJSON_Delete(b);
             return NULL;
         }
@@ -76,24 +47,24 @@ static int body_str(const cJSON *b, const char *field, int required, size_t max_
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, field);
     *out = NULL;
     if (!v || cJSON_IsNull(v)) {
-        if (required) respond_error(rs, 400, "%s: required", field);
+        if (required) lt_sched_respond_error(rs, 400, "%s: required", field);
         return !required;
     }
     if (!cJSON_IsString(v)) {
-        respond_error(rs, 400, "%s: must be a string", field);
+        lt_sched_respond_error(rs, 400, "%s: must be a string", field);
         return 0;
     }
     if (required && !v->valuestring[0]) {
-        respond_error(rs, 400, "%s: must not be empty", field);
+        lt_sched_respond_error(rs, 400, "%s: must not be empty", field);
         return 0;
     }
     if (strlen(v->valuestring) > max_len) {
-        respond_error(rs, 400, "%s: longer than %zu characters", field, max_len);
+        lt_sched_respond_error(rs, 400, "%s: longer than %zu characters", field, max_len);
         return 0;
     }
     for (const char *p = v->valuestring; *p; p++)
         if ((unsigned char)*p < 0x20) {
-            respond_error(rs, 400, "%s: contains a control character", field);
+            lt_sched_respond_error(rs, 400, "%s: contains a control character", field);
             return 0;
         }
     *out = v->valuestring;
@@ -105,10 +76,11 @@ static int body_name(const cJSON *b, const char *field, int required, const char
                      lt_sched_response *rs) {
     if (!body_str(b, field, required, 1024, out, rs)) return 0;
     if (*out && !lt_reg_valid_name(*out)) {
-        respond_error(rs, 400,
-                      "%s: '%.80s' is not a valid name (1 to 63 characters: lower-case letters, digits, '-', "
-                      "'_', '.', starting with a letter or digit)",
-                      field, *out);
+        lt_sched_respond_error(
+            rs, 400,
+            "%s: '%.80s' is not a valid name (1 to 63 characters: lower-case letters, digits, '-', "
+            "'_', '.', starting with a letter or digit)",
+            field, *out);
         return 0;
     }
     return 1;
@@ -121,7 +93,7 @@ static int check_model_dir(lt_registry *r, const char *field, const char *uri, l
     lt_err err = {{0}};
     lt_storage *s = lt_storage_open(uri, r->o.storage_opts, &err);
     if (!s) {
-        respond_error(rs, 400, "%s: %s", field, err.msg);
+        lt_sched_respond_error(rs, 400, "%s: %s", field, err.msg);
         return 0;
     }
     int ok = 0, exists = 0;
@@ -129,14 +101,14 @@ static int check_model_dir(lt_registry *r, const char *field, const char *uri, l
     for (size_t i = 0; i < 2; i++) {
         lt_status st = lt_storage_exists(s, files[i], &exists, &err);
         if (st != LT_OK) {
-            respond_error(rs, lt_storage_is_transient(st) ? 503 : 400, "%s: cannot read %s: %s", field, uri,
-                          err.msg);
+            lt_sched_respond_error(rs, lt_storage_is_transient(st) ? 503 : 400, "%s: cannot read %s: %s",
+                                   field, uri, err.msg);
             goto out;
         }
         if (!exists) {
-            respond_error(rs, 400,
-                          "%s: %s has no %s (a model directory holds config.json and model.safetensors)",
-                          field, uri, files[i]);
+            lt_sched_respond_error(
+                rs, 400, "%s: %s has no %s (a model directory holds config.json and model.safetensors)",
+                field, uri, files[i]);
             goto out;
         }
     }
@@ -144,14 +116,14 @@ static int check_model_dir(lt_registry *r, const char *field, const char *uri, l
     size_t len = 0;
     lt_status st = lt_storage_get_mem(s, "config.json", &data, &len, &err);
     if (st != LT_OK) {
-        respond_error(rs, lt_storage_is_transient(st) ? 503 : 400, "%s: cannot read %s/config.json: %s",
-                      field, uri, err.msg);
+        lt_sched_respond_error(rs, lt_storage_is_transient(st) ? 503 : 400,
+                               "%s: cannot read %s/config.json: %s", field, uri, err.msg);
         goto out;
     }
     cJSON *cfg = cJSON_ParseWithLength(data, len);
     free(data);
     if (!cJSON_IsObject(cfg))
-        respond_error(rs, 400, "%s: %s/config.json is not a JSON object", field, uri);
+        lt_sched_respond_error(rs, 400, "%s: %s/config.json is not a JSON object", field, uri);
     else
         ok = 1;
     cJSON_Delete(cfg);
@@ -173,16 +145,16 @@ static void handle_model_create(lt_registry *r, lt_sched *s, const lt_sched_requ
         !body_str(b, "uri", 0, URI_MAX_LEN, &uri_in, rs))
         goto done;
     if (!training == !uri_in) {
-        respond_error(rs, 400,
-                      "%s: give either training_id (a SUCCEEDED training) or uri (a model directory)",
-                      training ? "uri" : "training_id");
+        lt_sched_respond_error(
+            rs, 400, "%s: give either training_id (a SUCCEEDED training) or uri (a model directory)",
+            training ? "uri" : "training_id");
         goto done;
     }
     pthread_mutex_lock(&r->mu);
     int taken = lt_reg_find_model(r, name) != NULL;
     pthread_mutex_unlock(&r->mu);
     if (taken) {
-        respond_error(rs, 409, "name: a model named '%s' exists already", name);
+        lt_sched_respond_error(rs, 409, "name: a model named '%s' exists already", name);
         goto done;
     }
     const char *field = "uri";
@@ -194,12 +166,13 @@ static void handle_model_create(lt_registry *r, lt_sched *s, const lt_sched_requ
         uri = j && j->output ? strdup(j->output) : NULL;
         lt_table_unlock(s->table);
         if (!j) {
-            respond_error(rs, 404, "training_id: no training with id '%s'", training);
+            lt_sched_respond_error(rs, 404, "training_id: no training with id '%s'", training);
             goto done;
         }
         if (st != LT_JOB_SUCCEEDED) {
-            respond_error(rs, 409, "training_id: training %s is %s; only a SUCCEEDED training has a model",
-                          training, lt_job_state_name(st));
+            lt_sched_respond_error(rs, 409,
+                                   "training_id: training %s is %s; only a SUCCEEDED training has a model",
+                                   training, lt_job_state_name(st));
             goto done;
         }
     } else {
@@ -207,14 +180,14 @@ static void handle_model_create(lt_registry *r, lt_sched *s, const lt_sched_requ
     }
     if (!uri) {
         if (training)
-            respond_error(rs, 409, "training_id: training %s has no output", training);
+            lt_sched_respond_error(rs, 409, "training_id: training %s has no output", training);
         else
-            respond_error(rs, 500, "out of memory");
+            lt_sched_respond_error(rs, 500, "out of memory");
         goto done;
     }
     if (!check_model_dir(r, field, uri, rs)) goto done;
     if (!(m = calloc(1, sizeof *m)) || (training && !(m->training_id = strdup(training)))) {
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         goto done;
     }
     snprintf(m->name, sizeof m->name, "%s", name);
@@ -227,7 +200,7 @@ static void handle_model_create(lt_registry *r, lt_sched *s, const lt_sched_requ
     pthread_mutex_lock(&r->mu);
     if (lt_reg_find_model(r, name)) { /* a concurrent request won */
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 409, "name: a model named '%s' exists already", name);
+        lt_sched_respond_error(rs, 409, "name: a model named '%s' exists already", name);
         goto done;
     }
     cJSON *o = lt_reg_model_to_json(m);
@@ -250,10 +223,10 @@ static void handle_model_create(lt_registry *r, lt_sched *s, const lt_sched_requ
         lt_reg_persist_model(r, name, NULL, NULL, NULL); /* best effort */
         pthread_mutex_unlock(&r->mu);
         cJSON_Delete(o);
-        respond_error(rs, 503, "could not record the model (Kafka unavailable): %s", err.msg);
+        lt_sched_respond_error(rs, 503, "could not record the model (Kafka unavailable): %s", err.msg);
         goto done;
     }
-    respond_json(rs, 201, o);
+    lt_sched_respond_json(rs, 201, o);
 done:
     lt_reg_model_free(m);
     free(uri);
@@ -274,12 +247,12 @@ static void handle_model_list(lt_registry *r, lt_sched_response *rs) {
     if (!ok) {
         cJSON_Delete(o);
         cJSON_Delete(arr);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
     cJSON_AddItemToObject(o, "models", arr);
     cJSON_AddNumberToObject(o, "total", (double)n);
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_model_get(lt_registry *r, const char *name, lt_sched_response *rs) {
@@ -288,9 +261,9 @@ static void handle_model_get(lt_registry *r, const char *name, lt_sched_response
     cJSON *o = m ? lt_reg_model_to_json(m) : NULL;
     pthread_mutex_unlock(&r->mu);
     if (!m)
-        respond_error(rs, 404, "no model named '%s'", name);
+        lt_sched_respond_error(rs, 404, "no model named '%s'", name);
     else
-        respond_json(rs, 200, o);
+        lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_model_delete(lt_registry *r, const char *name, lt_sched_response *rs) {
@@ -301,13 +274,13 @@ static void handle_model_delete(lt_registry *r, const char *name, lt_sched_respo
     const lt_reg_endpoint *user = lt_reg_model_user(r, name, &stage);
     if (!lt_reg_find_model(r, name)) {
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 404, "no model named '%s'", name);
+        lt_sched_respond_error(rs, 404, "no model named '%s'", name);
         return;
     }
     if (user) {
-        respond_error(rs, 409,
-                      "model %s is used by endpoint %s (stage %s); delete that stage or endpoint first", name,
-                      user->name, stage);
+        lt_sched_respond_error(
+            rs, 409, "model %s is used by endpoint %s (stage %s); delete that stage or endpoint first", name,
+            user->name, stage);
         pthread_mutex_unlock(&r->mu);
         return;
     }
@@ -316,7 +289,8 @@ static void handle_model_delete(lt_registry *r, const char *name, lt_sched_respo
     pthread_mutex_unlock(&r->mu);
     if (st == LT_OK) st = lt_reg_wait(r, ticket, &err);
     if (st != LT_OK) {
-        respond_error(rs, 503, "could not delete the model's record (Kafka unavailable): %s", err.msg);
+        lt_sched_respond_error(rs, 503, "could not delete the model's record (Kafka unavailable): %s",
+                               err.msg);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -324,7 +298,7 @@ static void handle_model_delete(lt_registry *r, const char *name, lt_sched_respo
         cJSON_AddStringToObject(o, "name", name);
         cJSON_AddBoolToObject(o, "deleted", 1);
     }
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 /* ---- endpoints ---- */
@@ -341,10 +315,10 @@ static void save_and_answer(lt_registry *r, lt_reg_endpoint *e, int status, lt_s
     if (st == LT_OK) st = lt_reg_wait(r, ticket, &err);
     if (st != LT_OK) {
         cJSON_Delete(o);
-        respond_error(rs, 503, "could not record the change (Kafka unavailable): %s", err.msg);
+        lt_sched_respond_error(rs, 503, "could not record the change (Kafka unavailable): %s", err.msg);
         return;
     }
-    respond_json(rs, status, o);
+    lt_sched_respond_json(rs, status, o);
 }
 
 static void handle_endpoint_create(lt_registry *r, const lt_sched_request *rq, lt_sched_response *rs) {
@@ -361,14 +335,14 @@ static void handle_endpoint_create(lt_registry *r, const lt_sched_request *rq, l
     if (reps && !cJSON_IsNull(reps)) {
         if (!cJSON_IsNumber(reps) || reps->valuedouble != (double)reps->valueint || reps->valueint < 1 ||
             reps->valueint > r->o.max_replicas) {
-            respond_error(rs, 400, "replicas: must be an integer in [1, %d]", r->o.max_replicas);
+            lt_sched_respond_error(rs, 400, "replicas: must be an integer in [1, %d]", r->o.max_replicas);
             goto done;
         }
         replicas = reps->valueint;
     }
     if (!stage) stage = "default";
     if (!(e = calloc(1, sizeof *e))) {
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         goto done;
     }
     snprintf(e->name, sizeof e->name, "%s", name);
@@ -380,24 +354,24 @@ static void handle_endpoint_create(lt_registry *r, const lt_sched_request *rq, l
     lt_reg_model *m = lt_reg_find_model(r, model);
     if (lt_reg_find_endpoint(r, name)) {
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 409, "name: an endpoint named '%s' exists already", name);
+        lt_sched_respond_error(rs, 409, "name: an endpoint named '%s' exists already", name);
         goto done;
     }
     if (!m) {
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 404, "model: no model named '%s'", model);
+        lt_sched_respond_error(rs, 404, "model: no model named '%s'", model);
         goto done;
     }
     if (!lt_reg_add_stage(r, e, stage, m)) {
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         goto done;
     }
     lt_reg_endpoint *added = e;
     e = NULL;
     if (lt_reg_add_endpoint(r, added) != LT_OK) { /* which freed it */
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         goto done;
     }
     lt_err err = {{0}};
@@ -433,12 +407,12 @@ static void handle_endpoint_list(lt_registry *r, lt_sched_response *rs) {
     if (!ok) {
         cJSON_Delete(o);
         cJSON_Delete(arr);
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
     cJSON_AddItemToObject(o, "endpoints", arr);
     cJSON_AddNumberToObject(o, "total", (double)n);
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 /* Finds the endpoint under r->mu (taken here); answers 404 and unlocks when it is missing. */
@@ -447,7 +421,7 @@ static lt_reg_endpoint *lock_endpoint(lt_registry *r, const char *name, lt_sched
     lt_reg_endpoint *e = lt_reg_find_endpoint(r, name);
     if (!e) {
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 404, "no endpoint named '%s'", name);
+        lt_sched_respond_error(rs, 404, "no endpoint named '%s'", name);
     }
     return e;
 }
@@ -457,7 +431,7 @@ static void handle_endpoint_get(lt_registry *r, const char *name, lt_sched_respo
     if (!e) return;
     cJSON *o = lt_reg_endpoint_to_json(e);
     pthread_mutex_unlock(&r->mu);
-    respond_json(rs, 200, o);
+    lt_sched_respond_json(rs, 200, o);
 }
 
 static void handle_endpoint_delete(lt_registry *r, const char *name, lt_sched_response *rs) {
@@ -466,7 +440,7 @@ static void handle_endpoint_delete(lt_registry *r, const char *name, lt_sched_re
     if (e->state == LT_EP_DELETING) { /* already on its way: same answer */
         cJSON *o = lt_reg_endpoint_to_json(e);
         pthread_mutex_unlock(&r->mu);
-        respond_json(rs, 202, o);
+        lt_sched_respond_json(rs, 202, o);
         return;
     }
     lt_ep_state was = e->state;
@@ -475,7 +449,7 @@ static void handle_endpoint_delete(lt_registry *r, const char *name, lt_sched_re
     if (lt_reg_start_task(r, LT_REG_TASK_DELETE, e, NULL, &err) != LT_OK) {
         e->state = was;
         pthread_mutex_unlock(&r->mu);
-        respond_error(rs, 500, "%s", err.msg);
+        lt_sched_respond_error(rs, 500, "%s", err.msg);
         return;
     }
     save_and_answer(r, e, 202, rs);
@@ -490,7 +464,7 @@ static void handle_stage_add(lt_registry *r, const char *name, const lt_sched_re
     const cJSON *def = cJSON_GetObjectItemCaseSensitive(b, "default");
     if (!body_name(b, "stage", 1, &stage, rs) || !body_name(b, "model", 1, &model, rs)) goto done;
     if (def && !cJSON_IsBool(def) && !cJSON_IsNull(def)) {
-        respond_error(rs, 400, "default: must be true or false");
+        lt_sched_respond_error(rs, 400, "default: must be true or false");
         goto done;
     }
     lt_reg_endpoint *e = lock_endpoint(r, name, rs);
@@ -499,17 +473,17 @@ static void handle_stage_add(lt_registry *r, const char *name, const lt_sched_re
     lt_reg_stage *st;
     lt_err err = {{0}};
     if (e->state != LT_EP_ACTIVE) {
-        respond_error(rs, 409, "endpoint %s is %s; stages can be added to an ACTIVE endpoint", name,
-                      lt_reg_ep_state_name(e->state));
+        lt_sched_respond_error(rs, 409, "endpoint %s is %s; stages can be added to an ACTIVE endpoint", name,
+                               lt_reg_ep_state_name(e->state));
     } else if (lt_reg_find_stage(e, stage)) {
-        respond_error(rs, 409, "stage: endpoint %s has a stage '%s' already", name, stage);
+        lt_sched_respond_error(rs, 409, "stage: endpoint %s has a stage '%s' already", name, stage);
     } else if (!m) {
-        respond_error(rs, 404, "model: no model named '%s'", model);
+        lt_sched_respond_error(rs, 404, "model: no model named '%s'", model);
     } else if (!(st = lt_reg_add_stage(r, e, stage, m))) {
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
     } else if (lt_reg_start_task(r, LT_REG_TASK_LOAD, e, st, &err) != LT_OK) {
         lt_reg_remove_stage(e, stage);
-        respond_error(rs, 500, "%s", err.msg);
+        lt_sched_respond_error(rs, 500, "%s", err.msg);
     } else {
         if (cJSON_IsTrue(def)) snprintf(e->pending_default, sizeof e->pending_default, "%s", stage);
         save_and_answer(r, e, 202, rs);
@@ -524,14 +498,14 @@ static void handle_stage_delete(lt_registry *r, const char *name, const char *st
     lt_reg_endpoint *e = lock_endpoint(r, name, rs);
     if (!e) return;
     if (!lt_reg_find_stage(e, stage)) {
-        respond_error(rs, 404, "endpoint %s has no stage '%s'", name, stage);
+        lt_sched_respond_error(rs, 404, "endpoint %s has no stage '%s'", name, stage);
     } else if (!strcmp(e->default_stage, stage)) {
-        respond_error(rs, 409,
-                      "stage %s is the default of endpoint %s; make another stage the default first "
-                      "(POST /v1/endpoints/%s/default), or delete the endpoint",
-                      stage, name, name);
+        lt_sched_respond_error(rs, 409,
+                               "stage %s is the default of endpoint %s; make another stage the default first "
+                               "(POST /v1/endpoints/%s/default), or delete the endpoint",
+                               stage, name, name);
     } else if (e->state == LT_EP_DELETING) {
-        respond_error(rs, 409, "endpoint %s is DELETING", name);
+        lt_sched_respond_error(rs, 409, "endpoint %s is DELETING", name);
     } else {
         if (!strcmp(e->pending_default, stage)) e->pending_default[0] = 0;
         lt_reg_remove_stage(e, stage);
@@ -552,13 +526,13 @@ static void handle_set_default(lt_registry *r, const char *name, const lt_sched_
     if (!e) goto done;
     lt_reg_stage *st = lt_reg_find_stage(e, stage);
     if (!st) {
-        respond_error(rs, 404, "stage: endpoint %s has no stage '%s'", name, stage);
+        lt_sched_respond_error(rs, 404, "stage: endpoint %s has no stage '%s'", name, stage);
     } else if (e->state != LT_EP_ACTIVE) {
-        respond_error(rs, 409, "endpoint %s is %s", name, lt_reg_ep_state_name(e->state));
+        lt_sched_respond_error(rs, 409, "endpoint %s is %s", name, lt_reg_ep_state_name(e->state));
     } else if (st->state != LT_STAGE_ACTIVE) {
-        respond_error(rs, 409,
-                      "stage: stage %s of endpoint %s is %s; only an ACTIVE stage can be the default", stage,
-                      name, lt_reg_stage_state_name(st->state));
+        lt_sched_respond_error(
+            rs, 409, "stage: stage %s of endpoint %s is %s; only an ACTIVE stage can be the default", stage,
+            name, lt_reg_stage_state_name(st->state));
     } else {
         /* the switch itself: requests that resolved the old default keep its URI */
         snprintf(e->default_stage, sizeof e->default_stage, "%s", stage);
@@ -582,15 +556,16 @@ static void handle_inference(lt_registry *r, const char *name, const char *stage
     snprintf(stage, sizeof stage, "%s", stage_in ? stage_in : e->default_stage);
     lt_reg_stage *st = lt_reg_find_stage(e, stage);
     if (e->state != LT_EP_ACTIVE) {
-        respond_error(rs, 503, "endpoint %s is %s%s%s", name, lt_reg_ep_state_name(e->state),
-                      e->error ? ": " : "", e->error ? e->error : "");
+        lt_sched_respond_error(rs, 503, "endpoint %s is %s%s%s", name, lt_reg_ep_state_name(e->state),
+                               e->error ? ": " : "", e->error ? e->error : "");
     } else if (!st) {
-        respond_error(rs, 404, "endpoint %s has no stage '%s'", name, stage);
+        lt_sched_respond_error(rs, 404, "endpoint %s has no stage '%s'", name, stage);
     } else if (st->state != LT_STAGE_ACTIVE) {
-        respond_error(rs, 503, "stage %s of endpoint %s is %s%s%s", stage, name,
-                      lt_reg_stage_state_name(st->state), st->error ? ": " : "", st->error ? st->error : "");
+        lt_sched_respond_error(rs, 503, "stage %s of endpoint %s is %s%s%s", stage, name,
+                               lt_reg_stage_state_name(st->state), st->error ? ": " : "",
+                               st->error ? st->error : "");
     } else if (!(uri = strdup(st->model_uri))) {
-        respond_error(rs, 500, "out of memory");
+        lt_sched_respond_error(rs, 500, "out of memory");
     }
     pthread_mutex_unlock(&r->mu);
     if (!uri) {
@@ -616,12 +591,12 @@ static void handle_inference(lt_registry *r, const char *name, const char *stage
     if (gst == LT_ERR_TIMEOUT) {
         atomic_fetch_add(&r->infer_timeout, 1);
         /* the gateway's message says the same again: leave it out */
-        respond_error(rs, 504, "endpoint %s stage %s: no worker answered within %d ms", name, stage,
-                      r->o.inference_timeout_ms);
+        lt_sched_respond_error(rs, 504, "endpoint %s stage %s: no worker answered within %d ms", name, stage,
+                               r->o.inference_timeout_ms);
     } else {
         atomic_fetch_add(&r->infer_unavailable, 1);
-        respond_error(rs, 503, "endpoint %s stage %s: %s", name, stage,
-                      gst == LT_OK ? "the gateway gave no answer" : err.msg);
+        lt_sched_respond_error(rs, 503, "endpoint %s stage %s: %s", name, stage,
+                               gst == LT_OK ? "the gateway gave no answer" : err.msg);
     }
 }
 
@@ -680,7 +655,7 @@ void lt_registry_handle(lt_registry *r, lt_sched *s, const lt_sched_request *rq,
     for (int i = 0; i < n; i++)
         if (!lt_reg_valid_name(seg[i])) n = -1;
     if (n < 0) {
-        respond_error(rs, 404, "no such resource: %.200s", path);
+        lt_sched_respond_error(rs, 404, "no such resource: %.200s", path);
         return;
     }
     if (models) {
@@ -699,7 +674,7 @@ void lt_registry_handle(lt_registry *r, lt_sched *s, const lt_sched_request *rq,
             else
                 rs->allow = "GET, HEAD, DELETE";
         } else {
-            respond_error(rs, 404, "no such resource: %.200s", path);
+            lt_sched_respond_error(rs, 404, "no such resource: %.200s", path);
         }
         return;
     }
@@ -744,6 +719,6 @@ void lt_registry_handle(lt_registry *r, lt_sched *s, const lt_sched_request *rq,
         else
             rs->allow = "POST";
     } else {
-        respond_error(rs, 404, "no such resource: %.200s", path);
+        lt_sched_respond_error(rs, 404, "no such resource: %.200s", path);
     }
 }
