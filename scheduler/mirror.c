@@ -147,7 +147,8 @@ lt_status lt_mirror_put(lt_mirror *m, const char *id, const char *json, lt_err *
     return LT_OK;
 }
 
-lt_status lt_mirror_load(const char *dir, lt_sched *s, size_t *n, lt_err *err) {
+lt_status lt_mirror_scan(const char *dir, size_t max_bytes, lt_mirror_record_fn load, void *ctx, size_t *n,
+                         lt_err *err) {
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) {
@@ -158,20 +159,30 @@ lt_status lt_mirror_load(const char *dir, lt_sched *s, size_t *n, lt_err *err) {
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
         if (len < 6 || strcmp(e->d_name + len - 5, ".json") || e->d_name[0] == '.') continue;
-        char path[4096], id[LT_JOB_ID_MAX];
+        char path[4096], name[256];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        snprintf(id, sizeof id, "%.*s", (int)(len - 5), e->d_name);
+        snprintf(name, sizeof name, "%.*s", (int)(len - 5), e->d_name);
         char *data = NULL;
         size_t dlen = 0;
         lt_err rerr = {{0}};
-        lt_status st = lt_read_file(path, &data, &dlen, 64 << 20, &rerr);
-        if (st == LT_OK) st = lt_sched_load_record(s, id, data, dlen, &rerr);
+        lt_status st = lt_read_file(path, &data, &dlen, max_bytes, &rerr);
+        if (st == LT_OK) st = load(ctx, name, data, dlen, &rerr);
         free(data);
-        if (st != LT_OK)
-            fprintf(stderr, "scheduler: skipping %s: %s\n", path, rerr.msg);
-        else
+        if (st == LT_OK)
             (*n)++;
+        else if (st != LT_ERR_NOT_FOUND)
+            fprintf(stderr, "scheduler: skipping %s: %s\n", path, rerr.msg);
     }
     closedir(d);
     return LT_OK;
+}
+
+static lt_status load_job_record(void *ctx, const char *name, const char *data, size_t len, lt_err *err) {
+    char id[LT_JOB_ID_MAX];
+    snprintf(id, sizeof id, "%s", name);
+    return lt_sched_load_record(ctx, id, data, len, err);
+}
+
+lt_status lt_mirror_load(const char *dir, lt_sched *s, size_t *n, lt_err *err) {
+    return lt_mirror_scan(dir, (size_t)64 << 20, load_job_record, s, n, err);
 }

@@ -18,6 +18,14 @@ void lt_mirror_close(lt_mirror *m);
 /* Queues the newest record of a job (json NULL: delete its file). Copies json; never blocks on I/O.
  * LT_ERR_NOMEM. */
 lt_status lt_mirror_put(lt_mirror *m, const char *id, const char *json, lt_err *err);
+/* Calls load(ctx, name, data, len, err) for every <dir>/<name>.json of at most max_bytes (hidden files are
+ * passed over): LT_OK counts it in *n, LT_ERR_NOT_FOUND passes over it quietly (not a record of this
+ * kind), any other status is reported on stderr with err's message and the file skipped. LT_ERR_IO when dir
+ * can't be read (a missing dir is fine: nothing to load). Every mirror folder is read back this way. */
+typedef lt_status (*lt_mirror_record_fn)(void *ctx, const char *name, const char *data, size_t len,
+                                         lt_err *err);
+lt_status lt_mirror_scan(const char *dir, size_t max_bytes, lt_mirror_record_fn load, void *ctx, size_t *n,
+                         lt_err *err);
 /* Loads every <dir>/<id>.json into s (bad files are reported on stderr and skipped); *n receives the number
  * loaded. LT_ERR_IO when dir can't be read (a missing dir is fine: nothing to load). */
 lt_status lt_mirror_load(const char *dir, lt_sched *s, size_t *n, lt_err *err);

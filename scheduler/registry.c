@@ -1,11 +1,10 @@
 /* registry.c - the registry's records, their JSON, persistence and the background gateway work (see
  * registry.h; the HTTP routes are in routes_registry.c). */
 #include "registry_internal.h"
+#include "mirror.h"
 
 #include "io/fsutil.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,35 +402,18 @@ void lt_registry_mirror_name(const char *key, char *buf, size_t size) {
         snprintf(buf, size, "%s", key);
 }
 
+/* A mirror file is named "<kind>.<name>.json" for the record key "<kind>/<name>" (lt_registry_mirror_name).
+ */
+static lt_status load_mirror_record(void *ctx, const char *file, const char *data, size_t len, lt_err *err) {
+    const char *dot = strchr(file, '.');
+    if (!dot) return LT_ERR_NOT_FOUND;
+    char key[LT_REG_NAME_MAX + 16];
+    snprintf(key, sizeof key, "%.*s/%s", (int)(dot - file), file, dot + 1);
+    return lt_registry_load_record(ctx, key, data, len, err);
+}
+
 lt_status lt_registry_load_dir(lt_registry *r, const char *dir, size_t *n, lt_err *err) {
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) return LT_OK;
-        return lt_errorf(err, LT_ERR_IO, "%s: %s", dir, strerror(errno));
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        const char *dot = strchr(de->d_name, '.');
-        if (len < 6 || strcmp(de->d_name + len - 5, ".json") || de->d_name[0] == '.' || !dot) continue;
-        char path[4096], key[LT_REG_NAME_MAX + 16];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        snprintf(key, sizeof key, "%.*s/%.*s", (int)(dot - de->d_name), de->d_name,
-                 (int)(len - 5 - (size_t)(dot + 1 - de->d_name)), dot + 1);
-        char *data = NULL;
-        size_t dlen = 0;
-        lt_err rerr = {{0}};
-        lt_status st = lt_read_file(path, &data, &dlen, 16 << 20, &rerr);
-        if (st == LT_OK) st = lt_registry_load_record(r, key, data, dlen, &rerr);
-        free(data);
-        if (st != LT_OK)
-            fprintf(stderr, "scheduler: skipping %s: %s\n", path, rerr.msg);
-        else
-            (*n)++;
-    }
-    closedir(d);
-    return LT_OK;
+    return lt_mirror_scan(dir, (size_t)16 << 20, load_mirror_record, r, n, err);
 }
 
 /* ---- background work ---- */
