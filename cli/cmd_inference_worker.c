@@ -10,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static volatile sig_atomic_t stop_requested = 0;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
-
 static const lt_opt_spec specs[] = {
     {"config", "LATHE_INFERENCE_CONFIG", "FILE", NULL,
      "YAML file with any of these options (keys = option names)"},
@@ -90,14 +83,7 @@ int cmd_inference_worker(int argc, char **argv) {
     o.fetch_wait_ms = (int)fetch;
     o.metadata_refresh_ms = (int)refresh;
     o.quiet = lt_opts_bool(&opts, "quiet");
-    o.stop = &stop_requested;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    o.stop = cli_stop_on_signals();
 
     lt_status st = lt_kserve_serve(&o, &err);
     lt_opts_free(&opts);

@@ -36,13 +36,6 @@ static const char serve_help[] =
     "  --max-queue N            images waiting beyond which requests get 503 (default 1024)\n"
     "  --max-connections N      concurrent connections (default 256)\n";
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
-
 /* Parses a whole non-negative integer no larger than max; -1 otherwise. */
 static long long parse_count(const char *s, long long max) {
     char *end;
@@ -136,10 +129,7 @@ int cmd_serve(int argc, char **argv) {
 
     /* Block the stop signals before any thread starts, so every thread inherits the mask and only
      * sigsuspend below takes them; SIGPIPE from a client that went away must not kill the server. */
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    volatile sig_atomic_t *stop_requested = cli_stop_on_signals();
     signal(SIGPIPE, SIG_IGN);
     sigset_t block, old;
     sigemptyset(&block);
@@ -161,7 +151,7 @@ int cmd_serve(int argc, char **argv) {
                lt_infer_http_port(http), lt_infer_algorithm_str(lt_infer_model_algorithm(model)), model_dir,
                so.batch.max_batch, so.batch.max_delay_ms);
         fflush(stdout);
-        while (!stop_requested)
+        while (!*stop_requested)
             sigsuspend(&old);
         fprintf(stderr, "lathe serve: stopping\n");
     }

@@ -10,12 +10,6 @@
 #include <string.h>
 
 /* Set by SIGTERM/SIGINT; the worker stops its job at the next step, checkpoints, and leaves the group. */
-static volatile sig_atomic_t stop_requested = 0;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
 
 static const lt_opt_spec specs[] = {
     {"config", "LATHE_WORKER_CONFIG", "FILE", NULL,
@@ -118,14 +112,7 @@ int cmd_worker(int argc, char **argv) {
     o.keep_work = lt_opts_bool(&opts, "keep-work");
     o.create_topics = lt_opts_bool(&opts, "create-topics");
     o.kafka.jobs_partitions = (int)partitions;
-    o.stop = &stop_requested;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    o.stop = cli_stop_on_signals();
 
     lt_status st = lt_worker_run(&o, &err);
     lt_opts_free(&opts);

@@ -4,6 +4,8 @@
 #ifndef LT_COMMANDS_H
 #define LT_COMMANDS_H
 
+#include <signal.h>
+
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
@@ -23,5 +25,8 @@ int cmd_inference_worker(int argc, char **argv);
 /* Prints "lathe <cmd>: <msg>" and returns 1 (or 2 for usage errors via cli_usage_error). */
 int cli_fail(const char *cmd, const char *msg);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Makes SIGTERM and SIGINT set the returned flag, which the long-running commands (worker, inference-worker,
+ * serve) poll to stop cleanly. */
+volatile sig_atomic_t *cli_stop_on_signals(void);
 
 #endif
