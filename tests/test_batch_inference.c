@@ -7,6 +7,7 @@
  * FAILED at once, a redelivered complete job not run again). */
 #define _GNU_SOURCE
 #include "check.h"
+#include "service.h"
 #include "fixtures.h"
 #include "io/fsutil.h"
 #include "io/image.h"
@@ -251,14 +252,16 @@ static void test_body(lt_cls_model *ref) {
     summary = NULL;
     checkpoint_images = 1;
     CHECK(body(out2, model_dir, images, 1, &h, &summary, &err) == LT_ERR_CANCELLED && summary == NULL);
-    CHECK_MSG(h.checkpoints >= 2 && h.done == 2, "%d checkpoints, %lld done", h.checkpoints, (long long)h.done);
+    CHECK_MSG(h.checkpoints >= 2 && h.done == 2, "%d checkpoints, %lld done", h.checkpoints,
+              (long long)h.done);
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/.lathe/batch/part-%06d.jsonl", out2, i);
         char *chunk = read_text(path);
         int lines = 0;
-        for (const char *c = chunk; c && *c; c++) lines += *c == '\n';
-        CHECK_MSG(i < 2 ? chunk && lines == 1 : !chunk, "chunk %d: %s, %d lines", i, chunk ? "present" : "absent",
-                  lines);
+        for (const char *c = chunk; c && *c; c++)
+            lines += *c == '\n';
+        CHECK_MSG(i < 2 ? chunk && lines == 1 : !chunk, "chunk %d: %s, %d lines", i,
+                  chunk ? "present" : "absent", lines);
         free(chunk);
     }
     snprintf(path, sizeof path, "%s/.lathe/batch/part-%06d.jsonl", out2, 1);
@@ -537,12 +540,6 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 #define MAX_EVENTS 512
 
 typedef struct {
@@ -553,13 +550,13 @@ typedef struct {
 
 /* The first final state event of job at or after from (within timeout_s); -1 when none. */
 static int wait_final(events *e, int from, const char *job, double timeout_s) {
-    double until = now_s() + timeout_s;
+    double until = test_now_s() + timeout_s;
     for (;;) {
         for (int i = from; i < e->n; i++)
             if (!strcmp(e->ev[i].job_id, job) && e->ev[i].type == LT_EV_STATE &&
                 lt_job_state_is_final(e->ev[i].state))
                 return i;
-        if (now_s() > until) return -1;
+        if (test_now_s() > until) return -1;
         rd_kafka_message_t *m;
         while ((m = rd_kafka_consumer_poll(e->rk, 100)) != NULL) {
             if (!m->err && e->n < MAX_EVENTS &&

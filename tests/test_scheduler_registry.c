@@ -5,6 +5,7 @@
  * the <p>registry topic and, on a fresh cluster, from the standalone mirror folder. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "service.h"
 #include "fixtures.h"
 #include "gateway_double.h"
 #include "messaging/kafka.h"
@@ -23,57 +24,14 @@
 
 static const char *token = "reg-tok";
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
-    buf *b = ctx;
-    char *d = realloc(b->data, b->len + size * n + 1);
-    if (!d) return 0;
-    memcpy(d + b->len, p, size * n);
-    b->len += size * n;
-    d[b->len] = 0;
-    b->data = d;
-    return size * n;
-}
-
-/* One HTTP request with the token (or tok when not NULL... "" for none); the parsed JSON body in *out. */
+/* One HTTP request with tok ("" for none); the parsed JSON body in *out. */
 static long http_tok(int port, const char *method, const char *path, const char *body, const char *tok,
                      cJSON **out) {
-    char url[512], auth[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *h = curl_easy_init();
-    buf b = {0};
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    if (tok[0]) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    if (out) *out = b.data ? cJSON_Parse(b.data) : NULL;
-    free(b.data);
-    return status;
+    return test_http(port, method, path, body, tok[0] ? tok : NULL, out);
 }
 
 static long http(int port, const char *method, const char *path, const char *body, cJSON **out) {
     return http_tok(port, method, path, body, token, out);
-}
-
-static const char *get_str(const cJSON *o, const char *name) {
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
-    return s ? s : "";
 }
 
 /* The error of a 4xx/5xx answer mentions want. */
@@ -81,29 +39,19 @@ static void expect_error(int port, const char *method, const char *path, const c
                          const char *want) {
     cJSON *r = NULL;
     long got = http(port, method, path, body, &r);
-    CHECK_MSG(got == status && strstr(get_str(r, "error"), want), "%s %s %s: %ld '%s' (want %ld '%s')",
-              method, path, body ? body : "", got, get_str(r, "error"), status, want);
+    CHECK_MSG(got == status && strstr(test_json_str(r, "error"), want), "%s %s %s: %ld '%s' (want %ld '%s')",
+              method, path, body ? body : "", got, test_json_str(r, "error"), status, want);
     cJSON_Delete(r);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* Polls GET path until member `field` is `want` (10 s at most); returns the last record. */
 static cJSON *wait_field(int port, const char *path, const char *field, const char *want) {
     cJSON *rec = NULL;
-    for (double t0 = now_s(); now_s() - t0 < 10; sleep_ms(20)) {
+    for (double t0 = test_now_s(); test_now_s() - t0 < 10; test_sleep_ms(20)) {
         cJSON_Delete(rec);
         rec = NULL;
-        if (http(port, "GET", path, NULL, &rec) == 200 && !strcmp(get_str(rec, field), want)) return rec;
+        if (http(port, "GET", path, NULL, &rec) == 200 && !strcmp(test_json_str(rec, field), want))
+            return rec;
     }
     return rec;
 }
@@ -111,8 +59,8 @@ static cJSON *wait_field(int port, const char *path, const char *field, const ch
 /* The stage named name in an endpoint record. */
 static const cJSON *stage_of(const cJSON *ep, const char *name) {
     const cJSON *s;
-    cJSON_ArrayForEach(
-        s, cJSON_GetObjectItemCaseSensitive(ep, "stages")) if (!strcmp(get_str(s, "name"), name)) return s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(
+                              ep, "stages")) if (!strcmp(test_json_str(s, "name"), name)) return s;
     return NULL;
 }
 
@@ -130,8 +78,8 @@ static lt_scheduler *start(const lt_kafka_config *c, const char *storage, const 
     lt_err err = {{0}};
     lt_scheduler *s = lt_scheduler_start(&o, &err);
     CHECK_MSG(s != NULL, "scheduler: %s", err.msg);
-    for (double t0 = now_s(); s && !lt_scheduler_ready(s) && now_s() - t0 < 20;)
-        sleep_ms(20);
+    for (double t0 = test_now_s(); s && !lt_scheduler_ready(s) && test_now_s() - t0 < 20;)
+        test_sleep_ms(20);
     CHECK(s && lt_scheduler_ready(s));
     return s;
 }
@@ -182,7 +130,7 @@ static void succeeded_training(int port, const lt_kafka_config *c, const char *r
                "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\",\"hyperparameters\":{\"input_"
                "size\":16}}",
                &r) == 201);
-    snprintf(id, 160, "%s", get_str(r, "id"));
+    snprintf(id, 160, "%s", test_json_str(r, "id"));
     cJSON_Delete(r);
     char out[512], path[256], ev[1024], t_events[LT_KAFKA_TOPIC_MAX];
     snprintf(out, sizeof out, "%s/trainings/%s", root, id);
@@ -208,7 +156,7 @@ static void succeeded_training(int port, const lt_kafka_config *c, const char *r
     produce_event(p, t_events, id, ev);
     lt_kafka_producer_destroy(p);
     r = wait_field(port, path, "state", "SUCCEEDED");
-    CHECK(r && !strcmp(get_str(r, "state"), "SUCCEEDED"));
+    CHECK(r && !strcmp(test_json_str(r, "state"), "SUCCEEDED"));
     cJSON_Delete(r);
 }
 
@@ -237,7 +185,7 @@ static void test_models(int port, const lt_kafka_config *c, const char *root, ch
     CHECK(http(port, "POST", "/v1/models", "{\"name\":\"m1\",\"uri\":\"models/m1\"}", &r) == 201);
     char want[512];
     snprintf(want, sizeof want, "%s/models/m1", root);
-    CHECK_MSG(!strcmp(get_str(r, "uri"), want), "uri %s", get_str(r, "uri"));
+    CHECK_MSG(!strcmp(test_json_str(r, "uri"), want), "uri %s", test_json_str(r, "uri"));
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(r, "training_id")));
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/models", "{\"name\":\"m1\",\"uri\":\"models/m1\"}", 409,
@@ -251,11 +199,12 @@ static void test_models(int port, const lt_kafka_config *c, const char *root, ch
     CHECK(fixture_class_png(img, 8, 1, 3) == 1);
     CHECK(http(port, "POST", "/v1/batch-inferences", "{\"model\":\"m1\",\"dataset\":\"images\"}", &r) == 201);
     char path[256];
-    snprintf(path, sizeof path, "/v1/batch-inferences/%s", get_str(r, "id"));
+    snprintf(path, sizeof path, "/v1/batch-inferences/%s", test_json_str(r, "id"));
     cJSON_Delete(r);
     r = NULL;
     CHECK(http(port, "GET", path, NULL, &r) == 200);
-    CHECK_MSG(r && !strcmp(get_str(r, "model_uri"), want), "model_uri %s", r ? get_str(r, "model_uri") : "?");
+    CHECK_MSG(r && !strcmp(test_json_str(r, "model_uri"), want), "model_uri %s",
+              r ? test_json_str(r, "model_uri") : "?");
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/batch-inferences", "{\"model\":\"nope\",\"dataset\":\"images\"}", 404,
                  "model");
@@ -266,11 +215,11 @@ static void test_models(int port, const lt_kafka_config *c, const char *root, ch
     snprintf(body, sizeof body, "{\"name\":\"m2\",\"training_id\":\"%s\"}", train_id);
     CHECK(http(port, "POST", "/v1/models", body, &r) == 201);
     snprintf(want, sizeof want, "%s/trainings/%s", root, train_id);
-    CHECK_MSG(!strcmp(get_str(r, "uri"), want), "uri %s", get_str(r, "uri"));
-    CHECK(!strcmp(get_str(r, "training_id"), train_id));
+    CHECK_MSG(!strcmp(test_json_str(r, "uri"), want), "uri %s", test_json_str(r, "uri"));
+    CHECK(!strcmp(test_json_str(r, "training_id"), train_id));
     cJSON_Delete(r);
 
-    CHECK(http(port, "GET", "/v1/models/m2", NULL, &r) == 200 && !strcmp(get_str(r, "name"), "m2"));
+    CHECK(http(port, "GET", "/v1/models/m2", NULL, &r) == 200 && !strcmp(test_json_str(r, "name"), "m2"));
     cJSON_Delete(r);
     CHECK(http(port, "GET", "/v1/models", NULL, &r) == 200 && cJSON_GetObjectItem(r, "total")->valueint == 3);
     cJSON_Delete(r);
@@ -295,30 +244,32 @@ static void test_endpoints(int port) {
     gwd_hold_loads(1);
     CHECK(http(port, "POST", "/v1/endpoints", "{\"name\":\"ep\",\"model\":\"m1\",\"replicas\":2}", &r) ==
           202);
-    CHECK(!strcmp(get_str(r, "state"), "CREATING") && !strcmp(get_str(r, "default_stage"), "default"));
+    CHECK(!strcmp(test_json_str(r, "state"), "CREATING") &&
+          !strcmp(test_json_str(r, "default_stage"), "default"));
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/endpoints", "{\"name\":\"ep\",\"model\":\"m1\"}", 409, "exists already");
-    CHECK(http(port, "GET", "/v1/endpoints/ep", NULL, &r) == 200 && !strcmp(get_str(r, "state"), "CREATING"));
+    CHECK(http(port, "GET", "/v1/endpoints/ep", NULL, &r) == 200 &&
+          !strcmp(test_json_str(r, "state"), "CREATING"));
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/endpoints/ep/inference", "{}", 503, "CREATING");
     gwd_hold_loads(0);
     r = wait_field(port, "/v1/endpoints/ep", "state", "ACTIVE");
-    CHECK_MSG(r && !strcmp(get_str(r, "state"), "ACTIVE"), "state %s", get_str(r, "state"));
+    CHECK_MSG(r && !strcmp(test_json_str(r, "state"), "ACTIVE"), "state %s", test_json_str(r, "state"));
     const cJSON *st = stage_of(r, "default");
-    CHECK(st && !strcmp(get_str(st, "state"), "ACTIVE") && !strcmp(get_str(st, "model"), "m1"));
+    CHECK(st && !strcmp(test_json_str(st, "state"), "ACTIVE") && !strcmp(test_json_str(st, "model"), "m1"));
     CHECK(cJSON_GetObjectItem(r, "replicas")->valueint == 2);
     cJSON_Delete(r);
 
     /* a load that fails and a topic that can't be made: FAILED with the reason */
     CHECK(http(port, "POST", "/v1/endpoints", "{\"name\":\"ep-bad\",\"model\":\"mbad\"}", NULL) == 202);
     r = wait_field(port, "/v1/endpoints/ep-bad", "state", "FAILED");
-    CHECK_MSG(r && strstr(get_str(r, "error"), "not a model this worker can load"), "error %s",
-              get_str(r, "error"));
+    CHECK_MSG(r && strstr(test_json_str(r, "error"), "not a model this worker can load"), "error %s",
+              test_json_str(r, "error"));
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/endpoints/ep-bad/inference", "{}", 503, "FAILED");
     CHECK(http(port, "POST", "/v1/endpoints", "{\"name\":\"fail-topic\",\"model\":\"m1\"}", NULL) == 202);
     r = wait_field(port, "/v1/endpoints/fail-topic", "state", "FAILED");
-    CHECK(r && strstr(get_str(r, "error"), "topic creation refused"));
+    CHECK(r && strstr(test_json_str(r, "error"), "topic creation refused"));
     cJSON_Delete(r);
 
     /* a model in use can't go */
@@ -326,7 +277,8 @@ static void test_endpoints(int port) {
 
     /* inference through the default stage, 404s */
     CHECK(http(port, "POST", "/v1/endpoints/ep/inference", "{\"instances\":[]}", &r) == 200);
-    CHECK(!strcmp(get_str(r, "stage"), "default") && strstr(get_str(r, "model_uri"), "/models/m1"));
+    CHECK(!strcmp(test_json_str(r, "stage"), "default") &&
+          strstr(test_json_str(r, "model_uri"), "/models/m1"));
     cJSON_Delete(r);
     expect_error(port, "POST", "/v1/endpoints/nope/inference", "{}", 404, "no endpoint named 'nope'");
     expect_error(port, "POST", "/v1/endpoints/ep/stages/nope/inference", "{}", 404, "no stage 'nope'");
@@ -356,16 +308,16 @@ static void test_endpoints(int port) {
                  "FAILED");
     CHECK(http(port, "POST", "/v1/endpoints/ep/stages", "{\"stage\":\"prod\",\"model\":\"m2\"}", &r) == 202);
     cJSON_Delete(r);
-    for (double t0 = now_s(); now_s() - t0 < 10; sleep_ms(20)) {
+    for (double t0 = test_now_s(); test_now_s() - t0 < 10; test_sleep_ms(20)) {
         r = NULL;
         http(port, "GET", "/v1/endpoints/ep", NULL, &r);
         st = stage_of(r, "prod");
-        int done = st && !strcmp(get_str(st, "state"), "ACTIVE");
+        int done = st && !strcmp(test_json_str(st, "state"), "ACTIVE");
         cJSON_Delete(r);
         if (done) break;
     }
     CHECK(http(port, "POST", "/v1/endpoints/ep/stages/prod/inference", "{}", &r) == 200);
-    CHECK(!strcmp(get_str(r, "stage"), "prod") && strstr(get_str(r, "model_uri"), "/trainings/"));
+    CHECK(!strcmp(test_json_str(r, "stage"), "prod") && strstr(test_json_str(r, "model_uri"), "/trainings/"));
     cJSON_Delete(r);
 
     /* switching the default while a request is in flight: it finishes on the stage it started on */
@@ -375,19 +327,19 @@ static void test_endpoints(int port) {
     infer_call call = {.port = port};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, infer_thread, &call) == 0);
-    for (double t0 = now_s(); gwd_infers_waiting() < 1 && now_s() - t0 < 10;)
-        sleep_ms(5);
+    for (double t0 = test_now_s(); gwd_infers_waiting() < 1 && test_now_s() - t0 < 10;)
+        test_sleep_ms(5);
     CHECK(gwd_infers_waiting() == 1);
     CHECK(http(port, "POST", "/v1/endpoints/ep/default", "{\"stage\":\"prod\"}", &r) == 200);
-    CHECK(!strcmp(get_str(r, "default_stage"), "prod"));
+    CHECK(!strcmp(test_json_str(r, "default_stage"), "prod"));
     cJSON_Delete(r);
     gwd_hold_infers(0);
     pthread_join(th, NULL);
-    CHECK(call.status == 200 && !strcmp(get_str(call.body, "stage"), "default"));
-    CHECK(strstr(get_str(call.body, "model_uri"), "/models/m1") != NULL);
+    CHECK(call.status == 200 && !strcmp(test_json_str(call.body, "stage"), "default"));
+    CHECK(strstr(test_json_str(call.body, "model_uri"), "/models/m1") != NULL);
     cJSON_Delete(call.body);
     CHECK(http(port, "POST", "/v1/endpoints/ep/inference", "{}", &r) == 200 &&
-          !strcmp(get_str(r, "stage"), "prod"));
+          !strcmp(test_json_str(r, "stage"), "prod"));
     cJSON_Delete(r);
 
     /* the gateway's failures */
@@ -405,10 +357,11 @@ static void test_endpoints(int port) {
     cJSON_Delete(r);
     CHECK(http(port, "POST", "/v1/endpoints/ep/stages",
                "{\"stage\":\"canary\",\"model\":\"m1\",\"default\":true}", &r) == 202);
-    CHECK(!strcmp(get_str(r, "pending_default"), "canary"));
+    CHECK(!strcmp(test_json_str(r, "pending_default"), "canary"));
     cJSON_Delete(r);
     r = wait_field(port, "/v1/endpoints/ep", "default_stage", "canary");
-    CHECK_MSG(r && !strcmp(get_str(r, "default_stage"), "canary"), "default %s", get_str(r, "default_stage"));
+    CHECK_MSG(r && !strcmp(test_json_str(r, "default_stage"), "canary"), "default %s",
+              test_json_str(r, "default_stage"));
     cJSON_Delete(r);
 
     CHECK(http(port, "GET", "/v1/endpoints", NULL, &r) == 200 &&
@@ -472,31 +425,33 @@ int main(void) {
     CHECK(cJSON_Compare(models_before, models_after, 1));
     cJSON_Delete(after);
     cJSON_Delete(models_after);
-    for (double t0 = now_s(); (gwd_creates() <= creates || gwd_loads() < loads + 2) && now_s() - t0 < 10;)
-        sleep_ms(10);
+    for (double t0 = test_now_s();
+         (gwd_creates() <= creates || gwd_loads() < loads + 2) && test_now_s() - t0 < 10;)
+        test_sleep_ms(10);
     CHECK_MSG(gwd_creates() > creates && gwd_loads() >= loads + 2, "revive: %d creates, %d loads",
               gwd_creates() - creates, gwd_loads() - loads);
     CHECK(http(port, "POST", "/v1/endpoints/ep/inference", "{}", &r) == 200 &&
-          !strcmp(get_str(r, "stage"), "canary"));
+          !strcmp(test_json_str(r, "stage"), "canary"));
     cJSON_Delete(r);
     CHECK(http(port, "GET", "/v1/endpoints/ep-bad", NULL, &r) == 200 &&
-          !strcmp(get_str(r, "state"), "FAILED"));
+          !strcmp(test_json_str(r, "state"), "FAILED"));
     cJSON_Delete(r);
 
     /* delete: DELETING then gone; the model is free again */
     int deletes = gwd_deletes();
     CHECK(http(port, "DELETE", "/v1/endpoints/ep", NULL, &r) == 202 &&
-          !strcmp(get_str(r, "state"), "DELETING"));
+          !strcmp(test_json_str(r, "state"), "DELETING"));
     cJSON_Delete(r);
-    for (double t0 = now_s(); http(port, "GET", "/v1/endpoints/ep", NULL, NULL) != 404 && now_s() - t0 < 10;)
-        sleep_ms(10);
+    for (double t0 = test_now_s();
+         http(port, "GET", "/v1/endpoints/ep", NULL, NULL) != 404 && test_now_s() - t0 < 10;)
+        test_sleep_ms(10);
     CHECK(http(port, "GET", "/v1/endpoints/ep", NULL, NULL) == 404);
     CHECK(gwd_deletes() == deletes + 1);
     CHECK(http(port, "DELETE", "/v1/endpoints/ep-bad", NULL, NULL) == 202);
     CHECK(http(port, "DELETE", "/v1/endpoints/fail-topic", NULL, NULL) == 202);
-    for (double t0 = now_s();
-         http(port, "GET", "/v1/endpoints/fail-topic", NULL, NULL) != 404 && now_s() - t0 < 10;)
-        sleep_ms(10);
+    for (double t0 = test_now_s();
+         http(port, "GET", "/v1/endpoints/fail-topic", NULL, NULL) != 404 && test_now_s() - t0 < 10;)
+        test_sleep_ms(10);
     CHECK(http(port, "GET", "/v1/endpoints/ep-bad", NULL, NULL) == 404);
     CHECK(http(port, "DELETE", "/v1/models/mbad", NULL, &r) == 200);
     cJSON_Delete(r);
@@ -530,7 +485,7 @@ int main(void) {
         CHECK_MSG(cJSON_Compare(before, after, 1), "endpoint from the mirror differs");
         cJSON_Delete(after);
         CHECK(http(port, "GET", "/v1/models/m2", NULL, &r) == 200 &&
-              !strcmp(get_str(r, "training_id"), train_id));
+              !strcmp(test_json_str(r, "training_id"), train_id));
         cJSON_Delete(r);
         lt_scheduler_stop(s);
     }

@@ -4,6 +4,7 @@
  * and a second scheduler started on the same cluster rebuilds the same records. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "service.h"
 #include "messaging/kafka.h"
 #include "messaging/mock.h"
 #include "scheduler/scheduler.h"
@@ -16,71 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
-    buf *b = ctx;
-    char *d = realloc(b->data, b->len + size * n + 1);
-    if (!d) return 0;
-    memcpy(d + b->len, p, size * n);
-    b->len += size * n;
-    d[b->len] = 0;
-    b->data = d;
-    return size * n;
-}
-
-/* One HTTP request; returns the status and the parsed JSON body in *out (may be NULL). */
-static long http(int port, const char *method, const char *path, const char *body, const char *token,
-                 cJSON **out) {
-    char url[512], auth[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *h = curl_easy_init();
-    buf b = {0};
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    if (out) *out = b.data ? cJSON_Parse(b.data) : NULL;
-    free(b.data);
-    return status;
-}
-
-static const char *get_str(const cJSON *o, const char *name) {
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
-    return s ? s : "";
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Waits until the scheduler has rebuilt its state (health 200). */
 static int wait_ready(lt_scheduler *s) {
-    for (double t0 = now_s(); now_s() - t0 < 20;) {
+    for (double t0 = test_now_s(); test_now_s() - t0 < 20;) {
         if (lt_scheduler_ready(s)) return 1;
-        sleep_ms(20);
+        test_sleep_ms(20);
     }
     return 0;
 }
@@ -90,10 +31,11 @@ static cJSON *wait_state(int port, const char *id, const char *state, const char
     char path[256];
     snprintf(path, sizeof path, "/v1/trainings/%s", id);
     cJSON *rec = NULL;
-    for (double t0 = now_s(); now_s() - t0 < 15; sleep_ms(50)) {
+    for (double t0 = test_now_s(); test_now_s() - t0 < 15; test_sleep_ms(50)) {
         cJSON_Delete(rec);
         rec = NULL;
-        if (http(port, "GET", path, NULL, token, &rec) == 200 && !strcmp(get_str(rec, "state"), state))
+        if (test_http(port, "GET", path, NULL, token, &rec) == 200 &&
+            !strcmp(test_json_str(rec, "state"), state))
             return rec;
     }
     return rec;
@@ -114,7 +56,7 @@ static int read_topic(const lt_kafka_config *c, const char *topic,
     rd_kafka_assignment(rk, &a);
     int pending = a ? a->cnt : 0, n = 0;
     rd_kafka_topic_partition_list_destroy(a);
-    for (double t0 = now_s(); pending > 0 && now_s() - t0 < 10;) {
+    for (double t0 = test_now_s(); pending > 0 && test_now_s() - t0 < 10;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -210,32 +152,35 @@ int main(void) {
 
     /* auth, health, a bad submission */
     cJSON *r = NULL;
-    CHECK(http(port, "GET", "/v1/trainings", NULL, NULL, NULL) == 401);
-    CHECK(http(port, "GET", "/v1/trainings", NULL, "wrong", NULL) == 401);
-    CHECK(http(port, "GET", "/v1/health", NULL, NULL, &r) == 200 && !strcmp(get_str(r, "status"), "ok"));
+    CHECK(test_http(port, "GET", "/v1/trainings", NULL, NULL, NULL) == 401);
+    CHECK(test_http(port, "GET", "/v1/trainings", NULL, "wrong", NULL) == 401);
+    CHECK(test_http(port, "GET", "/v1/health", NULL, NULL, &r) == 200 &&
+          !strcmp(test_json_str(r, "status"), "ok"));
     cJSON_Delete(r);
-    CHECK(http(port, "POST", "/v1/trainings",
-               "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\","
-               "\"hyperparameters\":{\"learning_rate\":\"fast\"}}",
-               token, &r) == 400);
-    CHECK_MSG(strstr(get_str(r, "error"), "learning_rate") != NULL, "error: %s", get_str(r, "error"));
+    CHECK(test_http(port, "POST", "/v1/trainings",
+                    "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\","
+                    "\"hyperparameters\":{\"learning_rate\":\"fast\"}}",
+                    token, &r) == 400);
+    CHECK_MSG(strstr(test_json_str(r, "error"), "learning_rate") != NULL, "error: %s",
+              test_json_str(r, "error"));
     cJSON_Delete(r);
 
     /* a submission lands on <p>jobs and <p>jobs.state */
-    CHECK(http(port, "POST", "/v1/trainings",
-               "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\",\"name\":\"svc\","
-               "\"hyperparameters\":{\"input_size\":16}}",
-               token, &r) == 201);
+    CHECK(test_http(port, "POST", "/v1/trainings",
+                    "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\",\"name\":\"svc\","
+                    "\"hyperparameters\":{\"input_size\":16}}",
+                    token, &r) == 201);
     char id[160];
-    snprintf(id, sizeof id, "%s", get_str(r, "id"));
+    snprintf(id, sizeof id, "%s", test_json_str(r, "id"));
     cJSON_Delete(r);
     finder f = {.id = id};
     CHECK(read_topic(&c, t_jobs, find_key, &f) >= 1 && f.found == 1);
-    CHECK(f.last && !strcmp(get_str(f.last, "type"), "training") && !strcmp(get_str(f.last, "name"), "svc"));
+    CHECK(f.last && !strcmp(test_json_str(f.last, "type"), "training") &&
+          !strcmp(test_json_str(f.last, "name"), "svc"));
     cJSON_Delete(f.last);
     f = (finder){.id = id};
     read_topic(&c, t_state, find_key, &f);
-    CHECK(f.found >= 1 && f.last && !strcmp(get_str(f.last, "state"), "QUEUED"));
+    CHECK(f.found >= 1 && f.last && !strcmp(test_json_str(f.last, "state"), "QUEUED"));
     cJSON_Delete(f.last);
 
     /* a worker's events, one of them malformed */
@@ -254,30 +199,32 @@ int main(void) {
                   "{\"schema\":1,\"job_id\":\"%s\",\"type\":\"state\",\"worker\":\"w1\",\"attempt\":1,"
                   "\"time\":\"2024-05-01T12:00:02Z\",\"state\":\"SUCCEEDED\"}");
     r = wait_state(port, id, "SUCCEEDED", token);
-    CHECK_MSG(r && !strcmp(get_str(r, "state"), "SUCCEEDED"), "state %s", get_str(r, "state"));
+    CHECK_MSG(r && !strcmp(test_json_str(r, "state"), "SUCCEEDED"), "state %s", test_json_str(r, "state"));
     CHECK(r && cJSON_GetObjectItem(cJSON_GetObjectItem(r, "progress"), "step")->valueint == 2);
-    CHECK(r && !strcmp(get_str(r, "worker"), "w1") && !strcmp(get_str(r, "output"), "file:///o"));
+    CHECK(r && !strcmp(test_json_str(r, "worker"), "w1") && !strcmp(test_json_str(r, "output"), "file:///o"));
     char *before = r ? cJSON_PrintUnformatted(r) : NULL;
     cJSON_Delete(r);
     f = (finder){.id = id};
-    for (double t0 = now_s(); f.found == 0 && now_s() - t0 < 10; sleep_ms(100))
+    for (double t0 = test_now_s(); f.found == 0 && test_now_s() - t0 < 10; test_sleep_ms(100))
         read_topic(&c, t_dlq, find_key, &f);
     CHECK_MSG(f.found == 1 && strstr(f.header_error, "worker"), "dlq: %d, error header '%s'", f.found,
               f.header_error);
     cJSON_Delete(f.last);
 
     /* a cancel of a queued job reaches <p>control */
-    CHECK(http(port, "POST", "/v1/trainings", "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\"}",
-               token, &r) == 201);
+    CHECK(test_http(port, "POST", "/v1/trainings",
+                    "{\"algorithm\":\"image-classification\",\"dataset\":\"ds\"}", token, &r) == 201);
     char id2[160], path[300];
-    snprintf(id2, sizeof id2, "%s", get_str(r, "id"));
+    snprintf(id2, sizeof id2, "%s", test_json_str(r, "id"));
     cJSON_Delete(r);
     snprintf(path, sizeof path, "/v1/trainings/%s/cancel", id2);
-    CHECK(http(port, "POST", path, NULL, token, &r) == 200 && !strcmp(get_str(r, "state"), "CANCELLED"));
+    CHECK(test_http(port, "POST", path, NULL, token, &r) == 200 &&
+          !strcmp(test_json_str(r, "state"), "CANCELLED"));
     cJSON_Delete(r);
     f = (finder){.id = id2};
     read_topic(&c, t_control, find_key, &f);
-    CHECK(f.found == 1 && !strcmp(get_str(f.last, "type"), "cancel") && !strcmp(get_str(f.last, "id"), id2));
+    CHECK(f.found == 1 && !strcmp(test_json_str(f.last, "type"), "cancel") &&
+          !strcmp(test_json_str(f.last, "id"), id2));
     cJSON_Delete(f.last);
 
     /* restart: a new scheduler on the same cluster rebuilds both records */
@@ -285,13 +232,13 @@ int main(void) {
     s = start(&c, root, token);
     port = s ? lt_scheduler_port(s) : 0;
     snprintf(path, sizeof path, "/v1/trainings/%s", id);
-    CHECK(http(port, "GET", path, NULL, token, &r) == 200);
+    CHECK(test_http(port, "GET", path, NULL, token, &r) == 200);
     char *after = r ? cJSON_PrintUnformatted(r) : NULL;
     CHECK_MSG(before && after && !strcmp(before, after), "after restart:\n%s\nbefore:\n%s", after, before);
     cJSON_Delete(r);
     free(before);
     free(after);
-    CHECK(http(port, "GET", "/v1/trainings?state=CANCELLED", NULL, token, &r) == 200);
+    CHECK(test_http(port, "GET", "/v1/trainings?state=CANCELLED", NULL, token, &r) == 200);
     CHECK(cJSON_GetObjectItem(r, "total")->valueint == 1);
     cJSON_Delete(r);
     /* events keep flowing to the new scheduler */
@@ -299,7 +246,7 @@ int main(void) {
                   "{\"schema\":1,\"job_id\":\"%s\",\"type\":\"state\",\"worker\":\"w2\",\"attempt\":1,"
                   "\"time\":\"2024-05-01T12:00:00Z\",\"state\":\"RUNNING\"}");
     r = wait_state(port, "ext-7", "RUNNING", token);
-    CHECK(r && !strcmp(get_str(r, "worker"), "w2"));
+    CHECK(r && !strcmp(test_json_str(r, "worker"), "w2"));
     cJSON_Delete(r);
 
     lt_kafka_producer_destroy(p);

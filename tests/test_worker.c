@@ -8,6 +8,7 @@
  * (with a queue of 4, so it pauses and resumes its partitions over and over) runs them all. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "service.h"
 #include "fixtures.h"
 #include "io/fsutil.h"
 #include "messaging/kafka.h"
@@ -40,12 +41,6 @@ static void make_split(const char *root, const char *split, int per_class, unsig
             write_png(path, c, seed + (unsigned)(c * 100 + i));
         }
     }
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- the worker on a thread ---- */
@@ -126,7 +121,7 @@ static void events_poll(events *e, int timeout_ms) {
  * final state), waiting up to timeout_s; -1 when none came. */
 static int events_wait(events *e, int from, const char *job, lt_msg_event_type type, int state,
                        double timeout_s) {
-    double until = now_s() + timeout_s;
+    double until = test_now_s() + timeout_s;
     for (;;) {
         for (int i = from; i < e->n; i++) {
             const lt_msg_event *v = &e->ev[i];
@@ -135,7 +130,7 @@ static int events_wait(events *e, int from, const char *job, lt_msg_event_type t
             if (type == LT_EV_STATE && state < 0 && !lt_job_state_is_final(v->state)) continue;
             return i;
         }
-        if (now_s() > until) return -1;
+        if (test_now_s() > until) return -1;
         events_poll(e, 100);
     }
 }
@@ -264,9 +259,9 @@ static void check_ran_once_in_order(const events *e, int from, char (*ids)[QID],
 /* Waits until every id has a final event (or timeout_s passed), then reads on for a moment so that
  * duplicates would show. */
 static void wait_all_final(events *e, int from, char (*ids)[QID], int n, double timeout_s) {
-    double until = now_s() + timeout_s;
+    double until = test_now_s() + timeout_s;
     for (int k = 0; k < n; k++)
-        if (events_wait(e, from, ids[k], LT_EV_STATE, -1, until - now_s()) < 0) break;
+        if (events_wait(e, from, ids[k], LT_EV_STATE, -1, until - test_now_s()) < 0) break;
     events_poll(e, 500);
 }
 
@@ -290,9 +285,9 @@ static int64_t committed_total(rd_kafka_t *rk, const lt_kafka_config *c, int par
 
 static int64_t wait_committed(rd_kafka_t *rk, const lt_kafka_config *c, int partitions, int64_t want,
                               double timeout_s) {
-    double until = now_s() + timeout_s;
+    double until = test_now_s() + timeout_s;
     int64_t got;
-    while ((got = committed_total(rk, c, partitions)) != want && now_s() < until)
+    while ((got = committed_total(rk, c, partitions)) != want && test_now_s() < until)
         usleep(100000);
     return got;
 }
@@ -425,7 +420,7 @@ int main(void) {
     CHECK(dlq && lt_kafka_reader_assign_all(dlq, lt_kafka_topic(&c, LT_TOPIC_DLQ, topic, sizeof topic), 1,
                                             5000, &err) == LT_OK);
     int dead = 0, with_error = 0;
-    for (double until = now_s() + 10; dead < 2 && now_s() < until;) {
+    for (double until = test_now_s() + 10; dead < 2 && test_now_s() < until;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(dlq, 100);
         if (!m) continue;
         if (!m->err) {
