@@ -45,9 +45,55 @@ static void print_ops(lt_graph *g, const double *best, const char *what) {
         cnt[k]++;
         all += best[i];
     }
-    fprintf(stderr, "%s, sum of per-node minima: %.2f ms\n", what, all * 1e3);
+    fprintf(stderr, "%s, sum over nodes: %.2f ms\n", what, all * 1e3);
     for (int k = 0; k < 32 && names[k]; k++)
         fprintf(stderr, "  %-20s %3d nodes %8.2f ms\n", names[k], cnt[k], tot[k] * 1e3);
+}
+
+/* Per-op and per-convolution mean wall times of the timed steps to stderr (LATHE_NODE_TIMES=1). */
+static int cmp_double(const void *a, const void *b);
+
+/* median over the steps of node_s[s * stride + i] */
+static double step_median(const double *node_s, int steps, int64_t stride, int i) {
+    double *v = malloc((size_t)steps * sizeof *v), m;
+    for (int s = 0; s < steps; s++)
+        v[s] = node_s[s * stride + i];
+    qsort(v, (size_t)steps, sizeof *v, cmp_double);
+    m = v[steps / 2];
+    free(v);
+    return m;
+}
+
+/* node_s: (steps, 2 * nodes), each step's forward then backward time of every node */
+static void print_node_times(lt_graph *g, const double *node_s, int steps) {
+    int N = lt_graph_node_count(g);
+    double *fw = calloc((size_t)N, sizeof *fw), *bw = calloc((size_t)N, sizeof *bw);
+    for (int i = 0; i < N; i++) {
+        fw[i] = step_median(node_s, steps, 2 * N, i);
+        bw[i] = step_median(node_s, steps, 2 * N, N + i);
+    }
+    print_ops(g, fw, "forward (median over steps)");
+    print_ops(g, bw, "backward (median over steps, gradient zeroing included)");
+    for (int i = 0; i < N; i++) {
+        lt_node *n = lt_graph_node(g, i);
+        if (strncmp(n->op->name, "conv2d", 6)) {
+            const lt_tensor *o = n->out;
+            fprintf(stderr, "  node %3d %s out(%lld,%lld,%lld,%lld): fw %6.3f ms  bw %6.3f ms\n", i, n->op->name,
+                    (long long)o->shape[0], (long long)(o->ndim > 1 ? o->shape[1] : 1),
+                    (long long)(o->ndim > 2 ? o->shape[2] : 1), (long long)(o->ndim > 3 ? o->shape[3] : 1),
+                    fw[i] * 1e3, bw[i] * 1e3);
+            continue;
+        }
+        const lt_tensor *x = n->in[0], *w = n->in[1];
+        double fl = 2.0 * (double)n->out->numel * (double)(w->numel / w->shape[0]);
+        fprintf(stderr, "  node %3d conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) s%lld: fw %6.3f ms %5.1f GF/s"
+                "  bw %6.3f ms %5.1f GF/s\n", i, (long long)x->shape[0], (long long)x->shape[1],
+                (long long)x->shape[2], (long long)x->shape[3], (long long)w->shape[0], (long long)w->shape[1],
+                (long long)w->shape[2], (long long)w->shape[3], (long long)n->ip[0], fw[i] * 1e3,
+                fl / fw[i] * 1e-9, bw[i] * 1e3, 2 * fl / bw[i] * 1e-9);
+    }
+    free(fw);
+    free(bw);
 }
 
 /* LATHE_PROFILE=1: runs the forward (and in training the backward, after one whole backward that zeroed
@@ -160,12 +206,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch; i++)
         y->data[i] = (float)(i % 10);
     int prof = getenv("LATHE_PROFILE") && atoi(getenv("LATHE_PROFILE"));
-    if (prof) profile(g, loss, &rng, train ? 2 : 10);
+    if (prof) profile(g, loss, &rng, prof > 1 ? prof : train ? 2 : 10); /* LATHE_PROFILE=N: N runs per node */
     double part[4] = {1e30, 1e30, 1e30, 1e30}; /* fastest forward, backward, clip, AdamW */
     lt_adamw opt;
     lt_adamw_init(&opt, 1e-3, 0.0);
     double *times = calloc((size_t)steps + 1, sizeof *times);
+    /* LATHE_NODE_TIMES=1: each node's mean wall time over the timed steps, inside real steps */
+    int node_times = getenv("LATHE_NODE_TIMES") && atoi(getenv("LATHE_NODE_TIMES"));
+    double *node_s = calloc(2 * (size_t)lt_graph_node_count(g) * (size_t)(steps + 1), sizeof *node_s);
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
+        if (s >= 1 && node_times) lt_graph_time_nodes(g, node_s + (size_t)(s - 1) * 2 * lt_graph_node_count(g));
         double t = now();
         if (train) {
             double t0 = now();
@@ -190,6 +240,8 @@ int main(int argc, char **argv) {
                 "step parts (fastest of each): zero grads + forward %.1f ms, backward %.1f ms, clip %.1f ms, "
                 "AdamW %.1f ms\n",
                 part[0] * 1e3, part[1] * 1e3, part[2] * 1e3, part[3] * 1e3);
+    if (node_times) print_node_times(g, node_s, steps);
+    free(node_s);
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double median = times[steps / 2];
     struct rusage ru;

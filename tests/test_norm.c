@@ -186,7 +186,10 @@ static void gradcheck_bn(const char *label, int64_t N, int64_t C, int64_t H, int
 }
 
 static void test_bn_gradcheck(void) {
+    /* planes of up to 16 pixels take the small-plane kernels, larger ones the per-plane kernels */
     gradcheck_bn("bn train (3,4,5,3)", 3, 4, 5, 3, LT_BN_TRAIN, 1);
+    gradcheck_bn("bn train (2,3,5,4)", 2, 3, 5, 4, LT_BN_TRAIN, 1);
+    gradcheck_bn("bn eval (2,3,6,3)", 2, 3, 6, 3, LT_BN_EVAL, 1);
     gradcheck_bn("bn train (2,3,1,1)", 2, 3, 1, 1, LT_BN_TRAIN, 1);
     gradcheck_bn("bn train (1,2,3,1)", 1, 2, 3, 1, LT_BN_TRAIN, 1);
     gradcheck_bn("bn train no affine (2,3,2,3)", 2, 3, 2, 3, LT_BN_TRAIN, 0);
@@ -272,8 +275,9 @@ static void to_float(float *dst, const double *src, int64_t n) {
         dst[i] = (float)src[i];
 }
 
-static void test_bn_train_large_vs_reference(void) {
-    const int64_t N = 4, C = 8, H = 32, W = 40, HW = H * W, n = N * C * HW; /* 40960 > the OpenMP threshold */
+/* Sizes above the OpenMP threshold (32768 values); planes of up to 16 pixels take the small-plane kernels. */
+static void bn_train_large_vs_reference(int64_t N, int64_t C, int64_t H, int64_t W) {
+    const int64_t HW = H * W, n = N * C * HW;
     lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
     int64_t shape[4] = {N, C, H, W}, cs[1] = {C};
     lt_tensor *x = lt_graph_input(g, "x", shape, 4, 1);
@@ -291,15 +295,15 @@ static void test_bn_train_large_vs_reference(void) {
     lt_rng_seed(&rng, 5, 1);
     float *dy = malloc((size_t)n * sizeof *dy), *f = malloc((size_t)n * sizeof *f);
     double *ry = malloc((size_t)n * sizeof *ry), *rdx = malloc((size_t)n * sizeof *rdx);
-    double rrm[8], rrv[8], rdw[8], rdb[8];
+    double *rrm = malloc((size_t)C * 4 * sizeof(double)), *rrv = rrm + C, *rdw = rrv + C, *rdb = rdw + C;
     /* a large offset (100) against a small spread (0.5): a one-pass float variance would lose it */
     for (int64_t i = 0; i < n; i++)
-        x->data[i] = 100.0f + 0.5f * lt_rng_normal(&rng) + 0.1f * (float)(i / HW % C);
+        x->data[i] = 100.0f + 0.5f * lt_rng_normal(&rng) + 0.1f * (float)(i / HW % C % 8);
     for (int64_t i = 0; i < n; i++)
         dy[i] = lt_rng_normal(&rng);
     for (int64_t c = 0; c < C; c++) {
-        w->data[c] = 1.0f + 0.1f * (float)c;
-        b->data[c] = 0.05f * (float)c;
+        w->data[c] = 1.0f + 0.1f * (float)(c % 8); /* x * alpha + beta cancels: keep alpha ~ 1 */
+        b->data[c] = 0.05f * (float)(c % 8);
         rm->data[c] = rrm[c] = 0.5;
         rv->data[c] = rrv[c] = 2.0;
     }
@@ -322,7 +326,15 @@ static void test_bn_train_large_vs_reference(void) {
     free(f);
     free(ry);
     free(rdx);
+    free(rrm);
     lt_graph_destroy(g);
+}
+
+static void test_bn_train_large_vs_reference(void) {
+    bn_train_large_vs_reference(4, 8, 32, 40);   /* the per-plane kernels */
+    bn_train_large_vs_reference(16, 1024, 2, 2); /* small planes, as ResNet-50's stage 3 at 28 x 28 */
+    bn_train_large_vs_reference(17, 2101, 1, 1); /* one pixel, channel ranges with vector tails */
+    bn_train_large_vs_reference(9, 300, 4, 4);
 }
 
 /* ---- batchnorm: builder validation and planner flags ---- */
@@ -591,8 +603,9 @@ static void away_from_kink(lt_tensor **in, int n_in, void *ctx) {
 
 /* The fused node against lt_relu(lt_add(lt_batchnorm2d(...), res)) in one mode: output, running statistics
  * and every gradient; planes of 40 values (vector bodies and tails), more than the OpenMP threshold. */
-static void compare_bn_fused(lt_bn_mode mode, int with_res, int relu) {
-    const int64_t N = 4, C = 6, H = 37, W = 40, n = N * C * H * W;
+static void compare_bn_fused(lt_bn_mode mode, int with_res, int relu, int64_t N, int64_t C, int64_t H,
+                             int64_t W) {
+    const int64_t n = N * C * H * W;
     float *res[2][7];
     for (int fused = 0; fused < 2; fused++) {
         lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
@@ -695,7 +708,9 @@ static void test_bn_fused(void) {
               (gc_opts){.seed = 13, .max_points = 80});
     for (int mode = 0; mode < LT_BN_MODE_COUNT; mode++)
         for (int v = 1; v < 4; v++)
-            compare_bn_fused((lt_bn_mode)mode, v & 1, (v & 2) != 0);
+            for (int small = 0; small < 2; small++) /* the per-plane and the small-plane kernels */
+                compare_bn_fused((lt_bn_mode)mode, v & 1, (v & 2) != 0, small ? 16 : 4, small ? 601 : 6,
+                                 small ? 2 : 37, small ? 2 : 40);
     /* a residual of another shape */
     lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
     int64_t xs[4] = {2, 3, 4, 4}, rs[4] = {2, 3, 4, 5}, cs[1] = {3};

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The store the golden run uses: trainable w (3, 4), b (4) no_decay, e (5) lr_scale 0.25, with a frozen
@@ -102,6 +103,66 @@ static void test_schedule_golden(golden_file *f) {
             got[s] = (float)lt_linear_schedule(s, cfg[k][0], cfg[k][1]);
         CHECK_CLOSE(name, got, t->data, 13, 0, 0);
     }
+}
+
+/* A store big enough for the threads to split (tensors of odd sizes, a frozen one between, per-tensor
+ * lr_scale and no_decay): AdamW against a double-precision reference of torch's formula, two steps, and the
+ * clip norm against a double sum. Catches a thread's share starting or ending in the wrong tensor. */
+static void test_large_store(void) {
+    lt_params p;
+    lt_params_init(&p);
+    lt_err err = {{0}};
+    int64_t sa[1] = {40001}, sf[1] = {7}, sb[1] = {50003};
+    lt_tensor *a = lt_params_add(&p, "a", sa, 1, LT_PARAM_TRAINABLE, &err);
+    lt_tensor *f = lt_params_add(&p, "frozen", sf, 1, LT_PARAM_FROZEN, &err);
+    lt_tensor *b = lt_params_add(&p, "b", sb, 1, LT_PARAM_TRAINABLE, &err);
+    if (!a || !f || !b || lt_params_alloc(&p, &err) != LT_OK) {
+        CHECK_MSG(0, "store: %s", err.msg);
+        return;
+    }
+    a->no_decay = 1;
+    b->lr_scale = 0.5f;
+    const int64_t n = p.trainable_numel;
+    double *rp = malloc((size_t)n * 3 * sizeof *rp), *rm = rp + n, *rv = rm + n;
+    lt_rng rng;
+    lt_rng_seed(&rng, 3, 0);
+    lt_tensor *ts[2] = {a, b};
+    int64_t at = 0;
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < ts[k]->numel; i++, at++) {
+            ts[k]->data[i] = lt_rng_normal(&rng);
+            rp[at] = ts[k]->data[i];
+            rm[at] = rv[at] = 0.0;
+        }
+    lt_adamw o;
+    lt_adamw_init(&o, 1e-2, 0.1);
+    for (int step = 1; step <= 2; step++) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            p.grad[i] = lt_rng_normal(&rng) * (i % 3 ? 0.5f : 2.0f);
+            ss += (double)p.grad[i] * p.grad[i];
+        }
+        double norm = lt_clip_grad_norm(&p, 0.0);
+        CHECK_NEAR(norm, sqrt(ss), 0, 1e-12);
+        CHECK(lt_adamw_step_scaled(&o, &p, 1e-2, 0.75f, &err) == LT_OK);
+        double bc1 = 1.0 - pow(0.9, step), bc2 = 1.0 - pow(0.999, step);
+        at = 0;
+        for (int k = 0; k < 2; k++)
+            for (int64_t i = 0; i < ts[k]->numel; i++, at++) {
+                double lr = 1e-2 * ts[k]->lr_scale, wd = ts[k]->no_decay ? 0.0 : 0.1, g = 0.75 * p.grad[at];
+                rm[at] = 0.9 * rm[at] + 0.1 * g;
+                rv[at] = 0.999 * rv[at] + 0.001 * g * g;
+                rp[at] = rp[at] * (1.0 - lr * wd) - lr / bc1 * rm[at] / (sqrt(rv[at]) / sqrt(bc2) + 1e-8);
+            }
+    }
+    float *want = malloc((size_t)n * sizeof *want);
+    for (int64_t i = 0; i < n; i++)
+        want[i] = (float)rp[i];
+    CHECK_CLOSE("large store: parameters after two AdamW steps", p.data, want, n, 1e-6, 1e-6);
+    CHECK(f->data[0] == 0.0f); /* frozen values are not touched */
+    free(want);
+    free(rp);
+    lt_params_free(&p);
 }
 
 static void test_clip(void) {
@@ -216,6 +277,7 @@ static void test_fused_clip(void) {
 }
 
 int main(void) {
+    test_large_store();
     golden_file f;
     if (golden_load(&f, "loss_optim.txt") == 0) {
         test_adamw_golden(&f);

@@ -51,6 +51,32 @@ static void test_gradcheck(void) {
     gradcheck("adaptive avg (2,3) from (5,7)", a57, 1, build_adaptive, &o23, opts);
     gc_input a33[1] = {{"x", {1, 2, 3, 3}, 4, 1, GC_NORMAL, 0, 1}};
     gradcheck("adaptive avg up (4,5) from (3,3)", a33, 1, build_adaptive, &o45, opts);
+    pool_ctx o33 = {3, 3, 0, 0, 0, 0};
+    gradcheck("adaptive avg (3,3) from (3,3): one-pixel bins", a33, 1, build_adaptive, &o33, opts);
+}
+
+/* One-pixel bins (output size = input size, as ResNet-50's final pool on a 1 x 1 map) take a copy path:
+ * the output is the input and the gradient passes through unchanged, on enough values for OpenMP. */
+static void test_adaptive_identity(void) {
+    lt_graph *g = lt_graph_create(LT_MODE_TRAIN, NULL);
+    int64_t shape[4] = {16, 2500, 1, 1};
+    lt_tensor *x = lt_graph_input(g, "x", shape, 4, 1);
+    lt_tensor *y = lt_adaptive_avgpool2d(g, x, 1, 1);
+    lt_graph_keep(g, y);
+    lt_err err = {{0}};
+    CHECK_MSG(lt_graph_plan(g, &err) == LT_OK, "plan: %s", err.msg);
+    if (check_failed) return;
+    float *dy = malloc((size_t)x->numel * sizeof *dy);
+    for (int64_t i = 0; i < x->numel; i++) {
+        x->data[i] = (float)(i % 97) * 0.25f - 12.0f;
+        dy[i] = (float)(i % 31) - 15.5f;
+    }
+    lt_graph_forward(g);
+    lt_graph_backward(g, y, dy);
+    CHECK_CLOSE("adaptive one-pixel bins: y", y->data, x->data, x->numel, 0, 0);
+    CHECK_CLOSE("adaptive one-pixel bins: dx", x->grad, dy, x->numel, 0, 0);
+    free(dy);
+    lt_graph_destroy(g);
 }
 
 /* Runs one pooling case on golden inputs and compares output and dx. */
@@ -200,6 +226,7 @@ static void test_maxpool_eval_vs_train(void) {
 }
 
 int main(void) {
+    test_adaptive_identity();
     test_gradcheck();
     test_golden();
     test_maxpool_eval_vs_train();

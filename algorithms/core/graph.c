@@ -4,8 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LT_ALIGN 64
+
+static double wall_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 struct lt_graph {
     lt_mode mode;
@@ -23,6 +30,7 @@ struct lt_graph {
     int64_t scratch_numel;
     lt_tensor **zero_order;  /* graph tensors with a gradient, by the time their gradient is first written */
     int n_zero;
+    double *node_seconds;    /* (2 * n_nodes) forward then backward wall time per node, or NULL */
 };
 
 lt_graph *lt_graph_create(lt_mode mode, lt_rng *rng) {
@@ -357,7 +365,11 @@ lt_status lt_graph_plan(lt_graph *g, lt_err *err) {
 void lt_graph_forward(lt_graph *g) {
     if (!g->planned) return;
     lt_exec x = {g->scratch, g->scratch_numel, g->mode, g->rng};
-    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->op->forward(g->nodes[i], &x);
+    for (int i = 0; i < g->n_nodes; i++) {
+        double t = g->node_seconds ? wall_seconds() : 0.0;
+        g->nodes[i]->op->forward(g->nodes[i], &x);
+        if (g->node_seconds) g->node_seconds[i] += wall_seconds() - t;
+    }
 }
 
 void lt_graph_backward(lt_graph *g, lt_tensor *root, const float *root_grad) {
@@ -379,9 +391,15 @@ void lt_graph_backward(lt_graph *g, lt_tensor *root, const float *root_grad) {
     for (int i = N - 1; i >= 0; i--) {
         ZERO_UPTO(2 * N - 1 - i);
         lt_node *n = g->nodes[i];
+        double t = g->node_seconds ? wall_seconds() : 0.0;
         if (n->out->requires_grad && n->op->backward) n->op->backward(n, &x);
+        if (g->node_seconds) g->node_seconds[N + i] += wall_seconds() - t;
     }
 #undef ZERO_UPTO
+}
+
+void lt_graph_time_nodes(lt_graph *g, double *node_seconds) {
+    g->node_seconds = node_seconds;
 }
 
 int64_t lt_graph_arena_bytes(const lt_graph *g) {

@@ -101,6 +101,9 @@ void lt_graph_forward(lt_graph *g);
 void lt_graph_backward(lt_graph *g, lt_tensor *root, const float *root_grad);
 
 /* Arena bytes (activations, gradients, saved buffers) and scratch bytes, after planning. */
+/* Adds each node's wall time to node_seconds[i] (forward) and node_seconds[n_nodes + i] (backward, its
+ * gradient zeroing included) on every later run; NULL stops it. For benchmarks: two clock reads a node. */
+void lt_graph_time_nodes(lt_graph *g, double *node_seconds);
 int64_t lt_graph_arena_bytes(const lt_graph *g);
 int64_t lt_graph_scratch_bytes(const lt_graph *g);
 int lt_graph_node_count(const lt_graph *g);
