@@ -1,4 +1,5 @@
 #include "graph.h"
+#include "params.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ struct lt_graph {
     lt_err err;
     int planned;
     void *arena;             /* activations, gradients, saved buffers */
+    size_t arena_alloc, scratch_alloc; /* bytes asked of lt_alloc_big, for lt_free_big */
     int64_t arena_bytes;
     float *scratch;          /* shared op scratch */
     int64_t scratch_numel;
@@ -47,8 +49,8 @@ void lt_graph_destroy(lt_graph *g) {
     for (int i = 0; i < g->n_tensors; i++) free(g->tensors[i]);
     free(g->nodes);
     free(g->tensors);
-    free(g->arena);
-    free(g->scratch);
+    lt_free_big(g->arena, g->arena_alloc);
+    lt_free_big(g->scratch, g->scratch_alloc);
     free(g->zero_order);
     free(g);
 }
@@ -328,15 +330,16 @@ lt_status lt_graph_plan(lt_graph *g, lt_err *err) {
         free(saved_off);
         return LT_ERR_NOMEM;
     }
-    g->arena = aligned_alloc(LT_ALIGN, (size_t)(total ? total : LT_ALIGN));
-    g->scratch = aligned_alloc(LT_ALIGN, (size_t)align_up((scratch ? scratch : 1) * 4));
+    g->arena_alloc = (size_t)(total ? total : LT_ALIGN);
+    g->scratch_alloc = (size_t)align_up((scratch ? scratch : 1) * 4);
+    g->arena = lt_alloc_big(g->arena_alloc);
+    g->scratch = lt_alloc_big(g->scratch_alloc);
     g->zero_order = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *g->zero_order);
     if (!g->arena || !g->scratch || !g->zero_order) {
         free(saved_off);
         return lt_errorf(err, LT_ERR_NOMEM, "out of memory: the graph needs %.1f MiB of activations",
                          (double)total / 1048576.0);
     }
-    memset(g->arena, 0, (size_t)total);
     g->arena_bytes = total;
     g->scratch_numel = scratch;
     char *base = g->arena;

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* kind is kept in the tensor's flags: is_buffer for buffers, requires_grad for trainable. */
 
@@ -14,10 +15,12 @@ void lt_params_free(lt_params *p) {
     if (!p) return;
     for (int i = 0; i < p->n; i++) free(p->tensors[i]);
     free(p->tensors);
-    free(p->data);
-    free(p->grad);
-    free(p->m);
-    free(p->v);
+    size_t nb = (size_t)(p->numel ? p->numel : 1) * sizeof(float);
+    size_t gb = (size_t)(p->trainable_numel ? p->trainable_numel : 1) * sizeof(float);
+    lt_free_big(p->data, nb);
+    lt_free_big(p->grad, gb);
+    lt_free_big(p->m, gb);
+    lt_free_big(p->v, gb);
     memset(p, 0, sizeof *p);
 }
 
@@ -79,6 +82,36 @@ lt_tensor *lt_params_add(lt_params *p, const char *name, const int64_t *shape, i
     return t;
 }
 
+#define BIG_PAGE ((size_t)2 << 20)
+
+/* Big arrays streamed every step (weights, gradients, AdamW moments, activations) come from mmap, 2 MiB
+ * aligned and marked for transparent huge pages, which the kernel gives only on request (madvise mode,
+ * Debian's default). With 4 KiB pages a pass over such an array walks the page tables every 4 KiB:
+ * ResNet-50's training step at 28 x 28 took ~6% longer. mmap's pages read as zero and cost no memory until
+ * written, like calloc's (an inference graph never touches the store's gradient and moment arrays). */
+void *lt_alloc_big(size_t n) {
+    if (n < BIG_PAGE) return calloc(1, n ? n : 1);
+    const size_t len = (n + BIG_PAGE - 1) / BIG_PAGE * BIG_PAGE;
+    char *raw = mmap(NULL, len + BIG_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    char *q = (char *)(((uintptr_t)raw + BIG_PAGE - 1) / BIG_PAGE * BIG_PAGE);
+    if (q > raw) munmap(raw, (size_t)(q - raw)); /* the unaligned head and tail go back */
+    if (q + len < raw + len + BIG_PAGE) munmap(q + len, (size_t)(raw + len + BIG_PAGE - (q + len)));
+#ifdef MADV_HUGEPAGE
+    madvise(q, len, MADV_HUGEPAGE); /* advice: without huge pages the memory works the same */
+#endif
+    return q;
+}
+
+void lt_free_big(void *q, size_t n) {
+    if (!q) return;
+    if (n < BIG_PAGE) {
+        free(q);
+        return;
+    }
+    munmap(q, (n + BIG_PAGE - 1) / BIG_PAGE * BIG_PAGE);
+}
+
 lt_status lt_params_alloc(lt_params *p, lt_err *err) {
     if (p->allocated) return lt_errorf(err, LT_ERR_STATE, "parameter store allocated twice");
     int64_t total = 0, trainable = 0;
@@ -88,10 +121,12 @@ lt_status lt_params_alloc(lt_params *p, lt_err *err) {
     }
     size_t nb = (size_t)(total ? total : 1) * sizeof(float);
     size_t gb = (size_t)(trainable ? trainable : 1) * sizeof(float);
-    p->data = calloc(1, nb);
-    p->grad = calloc(1, gb);
-    p->m = calloc(1, gb);
-    p->v = calloc(1, gb);
+    p->numel = total; /* lt_params_free sizes the arrays by these, even after a failed allocation */
+    p->trainable_numel = trainable;
+    p->data = lt_alloc_big(nb);
+    p->grad = lt_alloc_big(gb);
+    p->m = lt_alloc_big(gb);
+    p->v = lt_alloc_big(gb);
     if (!p->data || !p->grad || !p->m || !p->v)
         return lt_errorf(err, LT_ERR_NOMEM, "out of memory allocating %lld parameters", (long long)total);
     /* trainable tensors first so grad/m/v index the same offsets as data */
@@ -105,8 +140,6 @@ lt_status lt_params_alloc(lt_params *p, lt_err *err) {
             off += t->numel;
         }
     }
-    p->numel = total;
-    p->trainable_numel = trainable;
     p->allocated = 1;
     return LT_OK;
 }
