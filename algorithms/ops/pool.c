@@ -16,6 +16,32 @@ typedef struct {
     int64_t kh, kw, sh, sw, ph, pw;
 } pool_win;
 
+/* The windows of one output row whose columns lie inside the row, for horizontal stride 2 (ResNet's stem
+ * pool): the same scan as maxpool_forward's, tap by tap across the row, so it vectorizes (a constant
+ * stride loads with shuffles). rows [h0, h1) of the plane xp; columns [lo, hi) of the output row. */
+static void maxpool_row_stride2(float *op, int32_t *ip, const float *xp, int64_t W, int64_t h0, int64_t h1,
+                                int64_t lo, int64_t hi, int64_t kw, int64_t pw) {
+    for (int64_t ow = lo; ow < hi; ow++) {
+        op[ow] = -INFINITY;
+        ip[ow] = (int32_t)(h0 * W + 2 * ow - pw);
+    }
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t t = 0; t < kw; t++) {
+            const float *src = xp + ih * W - pw + t + 2 * lo; /* src[2 j] is tap (ih, t) of window lo + j */
+            const int32_t at = (int32_t)(ih * W - pw + t + 2 * lo);
+            float *o = op + lo;
+            int32_t *at_best = ip + lo;
+            const int n = (int)(hi - lo);
+#pragma omp simd
+            for (int j = 0; j < n; j++) {
+                const float v = src[2 * j];
+                const int take = (v > o[j]) | (v != v);
+                o[j] = take ? v : o[j];
+                at_best[j] = take ? at + 2 * j : at_best[j];
+            }
+        }
+}
+
 /* out[p, oh, ow] = max of x[p] over the window at (oh*sh - ph, ow*sw - pw), padding counting as -inf;
  * idx holds the flat position ih*W + iw of the max inside its plane. Scan order is row-major and a later
  * element wins only when strictly greater (or NaN, which propagates), as PyTorch. */
@@ -23,6 +49,14 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
                             int32_t *idx,   /* (planes, OH, OW) */
                             const float *x, /* (planes, H, W) */
                             int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, pool_win k) {
+    /* with stride 2 across, the windows inside the row [lo, hi) go through maxpool_row_stride2 */
+    int64_t lo = 0, hi = 0;
+    if (k.sw == 2) {
+        lo = (k.pw + 1) / 2;
+        hi = W - k.kw + k.pw >= 0 ? (W - k.kw + k.pw) / 2 + 1 : 0;
+        if (hi > OW) hi = OW;
+        if (hi < lo) hi = lo;
+    }
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
@@ -30,7 +64,14 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
             int64_t h0 = oh * k.sh - k.ph, h1 = h0 + k.kh;
             if (h0 < 0) h0 = 0;
             if (h1 > H) h1 = H;
+            float *op = out + (p * OH + oh) * OW;
+            int32_t *ip = idx + (p * OH + oh) * OW;
+            if (hi > lo) maxpool_row_stride2(op, ip, xp, W, h0, h1, lo, hi, k.kw, k.pw);
             for (int64_t ow = 0; ow < OW; ow++) {
+                if (ow == lo && hi > lo) {
+                    ow = hi - 1;
+                    continue;
+                }
                 int64_t w0 = ow * k.sw - k.pw, w1 = w0 + k.kw;
                 if (w0 < 0) w0 = 0;
                 if (w1 > W) w1 = W;
@@ -44,8 +85,8 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
                             bi = ih * W + iw;
                         }
                     }
-                out[(p * OH + oh) * OW + ow] = best;
-                idx[(p * OH + oh) * OW + ow] = (int32_t)bi;
+                op[ow] = best;
+                ip[ow] = (int32_t)bi;
             }
         }
     }
