@@ -78,17 +78,19 @@ static void print_node_times(lt_graph *g, const double *node_s, int steps) {
         lt_node *n = lt_graph_node(g, i);
         if (strncmp(n->op->name, "conv2d", 6)) {
             const lt_tensor *o = n->out;
-            fprintf(stderr, "  node %3d %s out(%lld,%lld,%lld,%lld): fw %6.3f ms  bw %6.3f ms\n", i, n->op->name,
-                    (long long)o->shape[0], (long long)(o->ndim > 1 ? o->shape[1] : 1),
+            fprintf(stderr, "  node %3d %s out(%lld,%lld,%lld,%lld): fw %6.3f ms  bw %6.3f ms\n", i,
+                    n->op->name, (long long)o->shape[0], (long long)(o->ndim > 1 ? o->shape[1] : 1),
                     (long long)(o->ndim > 2 ? o->shape[2] : 1), (long long)(o->ndim > 3 ? o->shape[3] : 1),
                     fw[i] * 1e3, bw[i] * 1e3);
             continue;
         }
         const lt_tensor *x = n->in[0], *w = n->in[1];
         double fl = 2.0 * (double)n->out->numel * (double)(w->numel / w->shape[0]);
-        fprintf(stderr, "  node %3d conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) s%lld: fw %6.3f ms %5.1f GF/s"
-                "  bw %6.3f ms %5.1f GF/s\n", i, (long long)x->shape[0], (long long)x->shape[1],
-                (long long)x->shape[2], (long long)x->shape[3], (long long)w->shape[0], (long long)w->shape[1],
+        fprintf(stderr,
+                "  node %3d conv x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) s%lld: fw %6.3f ms %5.1f GF/s"
+                "  bw %6.3f ms %5.1f GF/s\n",
+                i, (long long)x->shape[0], (long long)x->shape[1], (long long)x->shape[2],
+                (long long)x->shape[3], (long long)w->shape[0], (long long)w->shape[1],
                 (long long)w->shape[2], (long long)w->shape[3], (long long)n->ip[0], fw[i] * 1e3,
                 fl / fw[i] * 1e-9, bw[i] * 1e3, 2 * fl / bw[i] * 1e-9);
     }
@@ -215,7 +217,8 @@ int main(int argc, char **argv) {
     int node_times = getenv("LATHE_NODE_TIMES") && atoi(getenv("LATHE_NODE_TIMES"));
     double *node_s = calloc(2 * (size_t)lt_graph_node_count(g) * (size_t)(steps + 1), sizeof *node_s);
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
-        if (s >= 1 && node_times) lt_graph_time_nodes(g, node_s + (size_t)(s - 1) * 2 * lt_graph_node_count(g));
+        if (s >= 1 && node_times)
+            lt_graph_time_nodes(g, node_s + (size_t)(s - 1) * 2 * lt_graph_node_count(g));
         double t = now();
         if (train) {
             double t0 = now();

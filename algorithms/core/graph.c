@@ -1,5 +1,6 @@
 #include "graph.h"
-#include "params.h"
+
+#include "big_alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -11,7 +11,6 @@
 #include "status.h"
 #include "tensor.h"
 
-#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -37,11 +36,6 @@ typedef struct {
 void lt_params_init(lt_params *p);
 /* Frees everything the store owns, tensors included. Safe on an initialized or zeroed store. */
 void lt_params_free(lt_params *p);
-
-/* n zeroed bytes for a big array that is streamed every step, on transparent huge pages when the kernel
- * gives them; lt_free_big(q, n) releases it (same n). */
-void *lt_alloc_big(size_t n);
-void lt_free_big(void *q, size_t n);
 
 /* Declares a tensor; returns NULL on OOM, a duplicate name or after allocation (err says which). The tensor's
  * data pointer is valid after lt_params_alloc. */

@@ -298,7 +298,7 @@ static void batchnorm_forward_small(float *out, const float *x, const float *res
         }
         for (int64_t b = 0; b < N; b++) {
             const float *xp = x + b * row, *rp = res ? res + b * row : NULL; // (C*HW)
-            float *op = out + b * row;                                      // (C*HW)
+            float *op = out + b * row;                                       // (C*HW)
             if (rp && relu) {
 #pragma omp simd
                 for (int64_t j = j0; j < j1; j++) {
@@ -331,9 +331,9 @@ static void batchnorm_backward_small(float *dx, float *dres, float *dweight, flo
                                      float *scratch) {
     const int64_t n = N * HW, row = C * HW;
     const int need_xhat_sum = dweight || (dx && batch_stats);
-    double *sd = (double *)scratch, *sdx = sd + row;             // (C*HW) each
+    double *sd = (double *)scratch, *sdx = sd + row;                  // (C*HW) each
     float *mj = (float *)(sdx + row), *rj = mj + row, *kj = rj + row; // (C*HW) each
-    float *mdj = kj + row, *mdxj = mdj + row;                     // (C*HW) each
+    float *mdj = kj + row, *mdxj = mdj + row;                         // (C*HW) each
 #pragma omp parallel if (N * C * HW > NORM_PAR_MIN)
     {
         int64_t c0, c1;

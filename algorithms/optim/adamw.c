@@ -64,11 +64,12 @@ typedef struct {
 static inline void adamw_vec8(__m256 *p, __m256 *mi, __m256 *vi, __m256 g, const adamw_scalars *k) {
     g = _mm256_mul_ps(g, _mm256_set1_ps(k->grad_scale));
     const __m256 pd = _mm256_mul_ps(*p, _mm256_set1_ps(k->decay));
-    *mi = _mm256_fmadd_ps(*mi, _mm256_set1_ps(k->beta1), _mm256_mul_ps(_mm256_set1_ps(k->one_minus_beta1), g));
+    *mi =
+        _mm256_fmadd_ps(*mi, _mm256_set1_ps(k->beta1), _mm256_mul_ps(_mm256_set1_ps(k->one_minus_beta1), g));
     *vi = _mm256_fmadd_ps(*vi, _mm256_set1_ps(k->beta2),
                           _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(k->one_minus_beta2), g), g));
-    const __m256 denom =
-        _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(*vi), _mm256_set1_ps(k->bc2_sqrt)), _mm256_set1_ps(k->eps));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(*vi), _mm256_set1_ps(k->bc2_sqrt)),
+                                       _mm256_set1_ps(k->eps));
     *p = _mm256_fmadd_ps(_mm256_set1_ps(k->neg_step_size), _mm256_div_ps(*mi, denom), pd);
 }
 #endif
@@ -134,9 +135,15 @@ lt_status lt_adamw_step_scaled(lt_adamw *o, lt_params *p, double lr, float grad_
             if (a >= b) continue;
             const double lr_t = lr * (double)x->lr_scale;
             const double wd = x->no_decay ? 0.0 : o->weight_decay;
-            const adamw_scalars sc = {(float)(1.0 - lr_t * wd), (float)o->beta1, (float)(1.0 - o->beta1),
-                                      (float)o->beta2, (float)(1.0 - o->beta2), (float)sqrt(bc2),
-                                      (float)o->eps, (float)(-(lr_t / bc1)), grad_scale};
+            const adamw_scalars sc = {(float)(1.0 - lr_t * wd),
+                                      (float)o->beta1,
+                                      (float)(1.0 - o->beta1),
+                                      (float)o->beta2,
+                                      (float)(1.0 - o->beta2),
+                                      (float)sqrt(bc2),
+                                      (float)o->eps,
+                                      (float)(-(lr_t / bc1)),
+                                      grad_scale};
             adamw_update(p->data + a, p->m + a, p->v + a, p->grad + a, b - a, &sc);
         }
     }
