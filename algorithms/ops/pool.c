@@ -16,6 +16,17 @@ typedef struct {
     int64_t kh, kw, sh, sw, ph, pw;
 } pool_win;
 
+/* The output columns [*lo, *hi) whose windows lie inside an input row of W pixels, for horizontal stride 2
+ * (empty for other strides): those are scanned vectorized, the edge windows one by one. */
+static void stride2_interior(const pool_win *k, int64_t W, int64_t OW, int64_t *lo, int64_t *hi) {
+    *lo = *hi = 0;
+    if (k->sw != 2) return;
+    *lo = (k->pw + 1) / 2;
+    *hi = W - k->kw + k->pw >= 0 ? (W - k->kw + k->pw) / 2 + 1 : 0;
+    if (*hi > OW) *hi = OW;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* The windows of one output row whose columns lie inside the row, for horizontal stride 2 (ResNet's stem
  * pool): the same scan as maxpool_forward's, tap by tap across the row, so it vectorizes (a constant
  * stride loads with shuffles). rows [h0, h1) of the plane xp; columns [lo, hi) of the output row. */
@@ -49,14 +60,8 @@ static void maxpool_forward(float *out,     /* (planes, OH, OW) */
                             int32_t *idx,   /* (planes, OH, OW) */
                             const float *x, /* (planes, H, W) */
                             int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, pool_win k) {
-    /* with stride 2 across, the windows inside the row [lo, hi) go through maxpool_row_stride2 */
-    int64_t lo = 0, hi = 0;
-    if (k.sw == 2) {
-        lo = (k.pw + 1) / 2;
-        hi = W - k.kw + k.pw >= 0 ? (W - k.kw + k.pw) / 2 + 1 : 0;
-        if (hi > OW) hi = OW;
-        if (hi < lo) hi = lo;
-    }
+    int64_t lo, hi; /* with stride 2 across, these windows go through maxpool_row_stride2 */
+    stride2_interior(&k, W, OW, &lo, &hi);
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * H * W;
@@ -125,12 +130,9 @@ static void maxpool_values(float *out,     /* (planes, OH, OW) */
             float *op = out + (p * OH + oh) * OW;
             /* stride 2 (ResNet's stem pool): windows inside the row, tap by tap, vectorized (a constant
              * stride gathers with shuffles); the edge windows below */
-            int64_t lo = 0, hi = 0;
-            if (k.sw == 2) {
-                lo = (k.pw + 1) / 2;
-                hi = W - k.kw + k.pw >= 0 ? (W - k.kw + k.pw) / 2 + 1 : 0;
-                if (hi > OW) hi = OW;
-                if (hi < lo) hi = lo;
+            int64_t lo, hi;
+            stride2_interior(&k, W, OW, &lo, &hi);
+            if (hi > lo) {
                 const int64_t pw = k.pw; /* colmax[2 ow - pw + t] is tap t of window ow, inside the row */
 #pragma omp simd
                 for (int64_t ow = lo; ow < hi; ow++)
