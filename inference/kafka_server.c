@@ -488,10 +488,7 @@ void lt_kserve_free(lt_kserve *k) {
     for (int i = 0; i < k->n_threads; i++)
         pthread_join(k->threads[i], NULL);
     free(k->threads);
-    if (k->consumer) {
-        rd_kafka_consumer_close(k->consumer);
-        rd_kafka_destroy(k->consumer);
-    }
+    lt_kafka_consumer_destroy(k->consumer, 1);
     lt_kafka_producer_destroy(k->producer);
     for (entry *e = k->models, *n; e; e = n) {
         n = e->next;

@@ -3,6 +3,7 @@
 #include "kafka.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,59 @@ lt_status lt_kafka_dlq_publish(lt_kafka_producer *p, const lt_kafka_config *c, c
 
 /* ---- consumers ---- */
 
+/* What lt_kafka_consumer_new keeps per consumer (its librdkafka opaque): the caller's rebalance callback
+ * and opaque, whether it joined its group (lt_kafka_subscribe) and whether an assignment ever arrived. */
+typedef struct {
+    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *, void *);
+    void *opaque;
+    int subscribed, assigned_once;
+} consumer_ctx;
+
+static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts,
+                               void *opaque) {
+    consumer_ctx *x = opaque;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) x->assigned_once = 1;
+    if (x->rebalance_cb) {
+        x->rebalance_cb(rk, e, parts, x->opaque);
+        return;
+    }
+    /* librdkafka's default, which a registered callback replaces */
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    rd_kafka_error_t *error = NULL;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        coop ? (void)(error = rd_kafka_incremental_assign(rk, parts)) : (void)rd_kafka_assign(rk, parts);
+    else
+        coop ? (void)(error = rd_kafka_incremental_unassign(rk, parts)) : (void)rd_kafka_assign(rk, NULL);
+    if (error) rd_kafka_error_destroy(error);
+}
+
+/* Consumers closed but not destroyed (see lt_kafka_consumer_destroy), kept reachable until exit. */
+static struct {
+    pthread_mutex_t mu;
+    rd_kafka_t **rk;
+    int n, cap;
+} kept = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+rd_kafka_resp_err_t lt_kafka_consumer_destroy(rd_kafka_t *rk, int leave_group) {
+    if (!rk) return RD_KAFKA_RESP_ERR_NO_ERROR;
+    consumer_ctx *x = rd_kafka_opaque(rk);
+    rd_kafka_resp_err_t e = leave_group ? rd_kafka_consumer_close(rk) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!x || !x->subscribed || x->assigned_once || rd_kafka_version() >= 0x020300ff) {
+        rd_kafka_destroy_flags(rk, leave_group ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        free(x);
+        return e;
+    }
+    pthread_mutex_lock(&kept.mu);
+    if (kept.n == kept.cap) {
+        int cap = kept.cap ? 2 * kept.cap : 8;
+        rd_kafka_t **a = realloc(kept.rk, (size_t)cap * sizeof *a);
+        if (a) kept.rk = a, kept.cap = cap;
+    }
+    if (kept.n < kept.cap) kept.rk[kept.n++] = rk; /* else lost track of: the same, unreachable */
+    pthread_mutex_unlock(&kept.mu);
+    return e;
+}
+
 rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_id, const char *group_id,
                                   void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                        rd_kafka_topic_partition_list_t *, void *),
@@ -292,11 +346,20 @@ rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_i
         if (conf) rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_opaque(conf, opaque);
+    consumer_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        rd_kafka_conf_destroy(conf);
+        lt_errorf(err, LT_ERR_NOMEM, "Kafka consumer: out of memory");
+        return NULL;
+    }
+    x->rebalance_cb = rebalance_cb;
+    x->opaque = opaque;
+    rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance);
+    rd_kafka_conf_set_opaque(conf, x);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
+        free(x);
         lt_errorf(err, LT_ERR_ARG, "Kafka consumer: %s", why);
         return NULL;
     }
@@ -305,6 +368,8 @@ rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_i
 }
 
 lt_status lt_kafka_subscribe(rd_kafka_t *rk, const char *const *topics, int n, lt_err *err) {
+    consumer_ctx *x = rd_kafka_opaque(rk); /* NULL for a consumer lt_kafka_consumer_new did not make */
+    if (x) x->subscribed = 1;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);

@@ -120,12 +120,19 @@ lt_status lt_kafka_dlq_publish(lt_kafka_producer *p, const lt_kafka_config *c, c
  * an offset when it is done with the message), periodic commit of stored offsets, auto.offset.reset =
  * earliest, cooperative-sticky assignment (a rebalance only moves the partitions that change owner, so
  * a member joining or leaving does not interrupt every running job). rebalance_cb may be NULL (librdkafka's
- * default). The caller subscribes, polls, and ends with rd_kafka_consumer_close + rd_kafka_destroy.
- * max_poll_ms: max.poll.interval.ms (0: librdkafka's default, 300000). */
+ * default: assign what is assigned, unassign what is revoked); it gets opaque. The caller subscribes, polls,
+ * and ends with lt_kafka_consumer_destroy. max_poll_ms: max.poll.interval.ms (0: librdkafka's default,
+ * 300000). */
 rd_kafka_t *lt_kafka_consumer_new(const lt_kafka_config *c, const char *client_id, const char *group_id,
                                   void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                        rd_kafka_topic_partition_list_t *, void *),
                                   void *opaque, int max_poll_ms, lt_err *err);
+/* Destroys a consumer (of lt_kafka_consumer_new, or any other, which has no such state), first leaving the group and committing stored offsets
+ * (rd_kafka_consumer_close) when leave_group; returns the close's error code. librdkafka before 2.3.0
+ * aborts the process when a cooperative-sticky consumer is destroyed after joining its group but before
+ * its first assignment (librdkafka issue #4312; seen when a worker was stopped seconds after it started).
+ * Such a consumer is closed but not destroyed: its handle is kept until the process exits. NULL: no-op. */
+rd_kafka_resp_err_t lt_kafka_consumer_destroy(rd_kafka_t *rk, int leave_group);
 /* Subscribes to topics (n names). */
 lt_status lt_kafka_subscribe(rd_kafka_t *rk, const char *const *topics, int n, lt_err *err);
 

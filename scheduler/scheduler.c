@@ -129,12 +129,7 @@ static int bus_healthy(void *ctx) {
 /* Closes a consumer, committing its stored offsets, unless the brokers are unreachable: then a close would
  * wait for the commit to time out, and an uncommitted position only means events folded again next time. */
 static void close_consumer(lt_scheduler *s, rd_kafka_t *rk) {
-    if (lt_sched_producer_healthy(s->prod)) {
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-    } else {
-        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    }
+    lt_kafka_consumer_destroy(rk, lt_sched_producer_healthy(s->prod));
 }
 
 /* ---- rebuilding the table from <p>jobs.state ---- */

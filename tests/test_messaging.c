@@ -521,14 +521,80 @@ static void test_kafka(void) {
         rd_kafka_destroy(reader);
     }
     if (rk) {
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
+        lt_kafka_consumer_destroy(rk, 1);
     }
     lt_kafka_producer_destroy(p);
     /* the mock cluster has no CreateTopics: a clear transient error within the timeout, not a hang */
     lt_status ct = lt_kafka_create_topics(&c, 1000, &err);
     CHECK_MSG(ct == LT_ERR_IO && strstr(err.msg, "creating topics"), "create topics: %d %s", (int)ct,
               err.msg);
+    lt_kafka_mock_destroy(m);
+}
+
+static void note_assigned(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts,
+                          void *opaque) {
+    rd_kafka_error_t *error = NULL;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        *(int *)opaque = 1;
+        error = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        error = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (error) rd_kafka_error_destroy(error);
+}
+
+/* A member stopped while its group still rebalances to let it in (joined, no assignment yet): librdkafka
+ * before 2.3.0 aborts the process in rd_kafka_destroy (issue #4312). lt_kafka_consumer_destroy must return
+ * instead, at several points of the join; the member already in the group keeps working. */
+static void test_consumer_stopped_before_assignment(void) {
+    lt_kafka_config c;
+    lt_err err = {{0}};
+    lt_kafka_config_init(&c, NULL);
+    lt_kafka_config_set(&c, NULL, "t2.", NULL);
+    c.jobs_partitions = 2;
+    /* the mock coordinator waits up to a session timeout for the members of a rebalance: keep it short */
+    const char *props[2][2] = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+    for (int i = 0; i < 2 && c.n_props < LT_KAFKA_MAX_PROPS; i++, c.n_props++) {
+        snprintf(c.props[c.n_props].name, sizeof c.props[c.n_props].name, "%s", props[i][0]);
+        snprintf(c.props[c.n_props].value, sizeof c.props[c.n_props].value, "%s", props[i][1]);
+    }
+    lt_kafka_mock *m = lt_kafka_mock_new(1, &c, &err);
+    CHECK_MSG(m != NULL, "mock: %s", err.msg);
+    if (!m) return;
+    lt_kafka_config_set(&c, lt_kafka_mock_bootstraps(m), NULL, NULL);
+    char topic[64];
+    lt_kafka_topic(&c, LT_TOPIC_JOBS, topic, sizeof topic);
+    const char *topics[] = {topic};
+    int first_assigned = 0;
+    rd_kafka_t *first = lt_kafka_consumer_new(&c, "first", "g", note_assigned, &first_assigned, 0, &err);
+    CHECK(first && lt_kafka_subscribe(first, topics, 1, &err) == LT_OK);
+    for (int i = 0; first && i < 150 && !first_assigned; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(first, 100);
+        if (msg) rd_kafka_message_destroy(msg);
+    }
+    CHECK_MSG(first_assigned, "the first member got no assignment in 15 s");
+    /* SyncGroup fails from now on: a member that joins gets its JoinGroup answer and then no assignment */
+    CHECK(lt_kafka_mock_command(m, "error SyncGroup 1000 REBALANCE_IN_PROGRESS", &err) == LT_OK);
+    /* once the late member has its JoinGroup answer (its member id), it waits for an assignment that
+     * does not come: stopped then, and also right after it subscribed */
+    for (int k = 0; first_assigned && k < 2; k++) {
+        int late_assigned = 0, joined = 0;
+        rd_kafka_t *late = lt_kafka_consumer_new(&c, "late", "g", note_assigned, &late_assigned, 0, &err);
+        CHECK(late && lt_kafka_subscribe(late, topics, 1, &err) == LT_OK);
+        for (int t = 0; late && k == 1 && t < 600 && !joined; t++) {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(late, 50);
+            if (msg) rd_kafka_message_destroy(msg);
+            msg = rd_kafka_consumer_poll(first, 0);
+            if (msg) rd_kafka_message_destroy(msg);
+            char *id = rd_kafka_memberid(late);
+            joined = id && *id;
+            if (id) rd_kafka_mem_free(late, id);
+        }
+        CHECK_MSG(k == 0 || joined, "the late member got no JoinGroup answer in 30 s");
+        CHECK(!late_assigned);
+        lt_kafka_consumer_destroy(late, 1); /* here librdkafka 2.0 aborted */
+    }
+    lt_kafka_consumer_destroy(first, 1);
     lt_kafka_mock_destroy(m);
 }
 
@@ -541,6 +607,7 @@ int main(void) {
     test_config();
     test_options(tmp);
     test_kafka();
+    test_consumer_stopped_before_assignment();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);

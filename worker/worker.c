@@ -525,9 +525,8 @@ lt_status lt_worker_run(const lt_worker_opts *o, lt_err *err) {
     ahead_clear(w); /* not stored: redelivered to the partitions' next owners */
     if (w->wake) rd_kafka_queue_destroy(w->wake);
     if (w->consumer) {
-        rd_kafka_resp_err_t e = rd_kafka_consumer_close(w->consumer);
+        rd_kafka_resp_err_t e = lt_kafka_consumer_destroy(w->consumer, 1);
         if (e) worker_log(w->id, "leaving the group: %s", rd_kafka_err2str(e));
-        rd_kafka_destroy(w->consumer);
     }
     if (w->control) {
         rd_kafka_consumer_close(w->control);
