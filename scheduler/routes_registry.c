@@ -233,16 +233,18 @@ done:
     cJSON_Delete(b);
 }
 
-static void handle_model_list(lt_registry *r, lt_sched_response *rs) {
+/* Answers {"<key>": [item_json(r, i) for i < count(r)], "total": count(r)}, read under r->mu. */
+static void respond_list(lt_registry *r, lt_sched_response *rs, const char *key,
+                         size_t (*count)(const lt_registry *), cJSON *(*item_json)(const lt_registry *, size_t)) {
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     int ok = o && arr;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; ok && i < r->n_models; i++) {
-        cJSON *m = lt_reg_model_to_json(r->models[i]);
-        ok = m != NULL;
-        if (m) cJSON_AddItemToArray(arr, m);
+    size_t n = count(r);
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *item = item_json(r, i);
+        ok = item != NULL;
+        if (item) cJSON_AddItemToArray(arr, item);
     }
-    size_t n = r->n_models;
     pthread_mutex_unlock(&r->mu);
     if (!ok) {
         cJSON_Delete(o);
@@ -250,9 +252,26 @@ static void handle_model_list(lt_registry *r, lt_sched_response *rs) {
         lt_sched_respond_error(rs, 500, "out of memory");
         return;
     }
-    cJSON_AddItemToObject(o, "models", arr);
+    cJSON_AddItemToObject(o, key, arr);
     cJSON_AddNumberToObject(o, "total", (double)n);
     lt_sched_respond_json(rs, 200, o);
+}
+
+static size_t model_count(const lt_registry *r) {
+    return r->n_models;
+}
+static cJSON *model_json(const lt_registry *r, size_t i) {
+    return lt_reg_model_to_json(r->models[i]);
+}
+static size_t endpoint_count(const lt_registry *r) {
+    return r->n_endpoints;
+}
+static cJSON *endpoint_json(const lt_registry *r, size_t i) {
+    return lt_reg_endpoint_to_json(r->endpoints[i]);
+}
+
+static void handle_model_list(lt_registry *r, lt_sched_response *rs) {
+    respond_list(r, rs, "models", model_count, model_json);
 }
 
 static void handle_model_get(lt_registry *r, const char *name, lt_sched_response *rs) {
@@ -394,25 +413,7 @@ done:
 }
 
 static void handle_endpoint_list(lt_registry *r, lt_sched_response *rs) {
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-    int ok = o && arr;
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; ok && i < r->n_endpoints; i++) {
-        cJSON *e = lt_reg_endpoint_to_json(r->endpoints[i]);
-        ok = e != NULL;
-        if (e) cJSON_AddItemToArray(arr, e);
-    }
-    size_t n = r->n_endpoints;
-    pthread_mutex_unlock(&r->mu);
-    if (!ok) {
-        cJSON_Delete(o);
-        cJSON_Delete(arr);
-        lt_sched_respond_error(rs, 500, "out of memory");
-        return;
-    }
-    cJSON_AddItemToObject(o, "endpoints", arr);
-    cJSON_AddNumberToObject(o, "total", (double)n);
-    lt_sched_respond_json(rs, 200, o);
+    respond_list(r, rs, "endpoints", endpoint_count, endpoint_json);
 }
 
 /* Finds the endpoint under r->mu (taken here); answers 404 and unlocks when it is missing. */
