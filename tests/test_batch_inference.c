@@ -18,6 +18,7 @@
 #include "tasks/cls_model.h"
 #include "worker/batch.h"
 #include "worker/worker.h"
+#include "worker_thread.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -526,20 +527,6 @@ static void test_api(void) {
 
 /* ---- through a worker ---- */
 
-typedef struct {
-    lt_worker_opts o;
-    volatile sig_atomic_t stop;
-    pthread_t thread;
-    lt_status st;
-    lt_err err;
-} worker_thread;
-
-static void *worker_main(void *arg) {
-    worker_thread *w = arg;
-    w->st = lt_worker_run(&w->o, &w->err);
-    return NULL;
-}
-
 #define MAX_EVENTS 512
 
 typedef struct {
@@ -602,7 +589,7 @@ static struct {
     lt_kafka_mock *mock;
     lt_kafka_producer *p;
     events ev;
-    worker_thread w;
+    test_worker_thread w;
     char store[600], work[600];
 } wk;
 
@@ -633,8 +620,7 @@ static void worker_begin(void) {
     wk.w.o.batch_checkpoint_images = 2;
     wk.w.o.retry_base_ms = 100;
     wk.w.o.max_attempts = 2;
-    wk.w.o.stop = &wk.w.stop;
-    pthread_create(&wk.w.thread, NULL, worker_main, &wk.w);
+    test_worker_go(&wk.w);
 }
 
 static void test_worker(lt_cls_model *ref) {
@@ -682,9 +668,7 @@ static void test_worker(lt_cls_model *ref) {
                   !strcmp(tr, "S:FAILED ") && evp->ev[f3].attempt == 1,
               "bi-2: %s (%s)", tr, f3 >= 0 ? STR(evp->ev[f3].error) : "");
 
-    wk.w.stop = 1;
-    pthread_join(wk.w.thread, NULL);
-    CHECK_MSG(wk.w.st == LT_OK, "worker: %s", wk.w.err.msg);
+    test_worker_stop(&wk.w);
     for (int i = 0; i < evp->n; i++)
         lt_msg_event_free(&evp->ev[i]);
     rd_kafka_consumer_close(evp->rk);

@@ -15,6 +15,7 @@
 #include "messaging/messages.h"
 #include "messaging/mock.h"
 #include "worker/worker.h"
+#include "worker_thread.h"
 
 #include <png.h>
 #include <pthread.h>
@@ -45,21 +46,9 @@ static void make_split(const char *root, const char *split, int per_class, unsig
 
 /* ---- the worker on a thread ---- */
 
-typedef struct {
-    lt_worker_opts o;
-    volatile sig_atomic_t stop;
-    pthread_t thread;
-    lt_status st;
-    lt_err err;
-} worker_thread;
+typedef test_worker_thread worker_thread;
 
-static void *worker_main(void *arg) {
-    worker_thread *w = arg;
-    w->st = lt_worker_run(&w->o, &w->err);
-    return NULL;
-}
-
-/* Options as the tests want them; the caller may change them before worker_go. */
+/* Options as the tests want them; the caller may change them before test_worker_go. */
 static void worker_init(worker_thread *w, const lt_kafka_config *c, const char *storage, const char *work,
                         const char *id) {
     memset(w, 0, sizeof *w);
@@ -72,24 +61,14 @@ static void worker_init(worker_thread *w, const lt_kafka_config *c, const char *
     w->o.retry_base_ms = 200;
     w->o.max_attempts = 3;
     w->o.storage_retries = 0;
-    w->o.stop = &w->stop;
-}
-
-static void worker_go(worker_thread *w) {
-    pthread_create(&w->thread, NULL, worker_main, w);
 }
 
 static void worker_start(worker_thread *w, const lt_kafka_config *c, const char *storage, const char *work,
                          const char *id) {
     worker_init(w, c, storage, work, id);
-    worker_go(w);
+    test_worker_go(w);
 }
 
-static void worker_stop(worker_thread *w) {
-    w->stop = 1;
-    pthread_join(w->thread, NULL);
-    CHECK_MSG(w->st == LT_OK, "worker: %s", w->err.msg);
-}
 
 /* ---- events ---- */
 
@@ -482,7 +461,7 @@ int main(void) {
     submit(p, &c, "job-g", six, "datasets/tiny");
     int g1 = events_wait(&ev, before, "job-g", LT_EV_PROGRESS, 0, 60);
     CHECK(g1 >= 0);
-    worker_stop(&w);
+    test_worker_stop(&w);
     events_poll(&ev, 500);
     CHECK(events_wait(&ev, before, "job-g", LT_EV_STATE, -1, 0) < 0);
     CHECK(committed_total(group, &c, partitions) == 8);
@@ -495,7 +474,7 @@ int main(void) {
     worker_init(&w, &c, store, work, "w2");
     /* a job whose storage fails transiently waits 60 s before its next try: the slow job of 9 and 10 */
     w.o.retry_base_ms = 60000;
-    worker_go(&w);
+    test_worker_go(&w);
     int g2 = events_wait(&ev, before, "job-g", LT_EV_STATE, LT_JOB_RUNNING, 60);
     g2 = g2 >= 0 ? events_wait(&ev, g2 + 1, "job-g", LT_EV_STATE, LT_JOB_RUNNING, 60) : -1;
     CHECK_MSG(g2 >= 0 && ev.ev[g2].resumed_from_step == saved && saved > 0 && ev.ev[g2].attempt == 2 &&
@@ -546,7 +525,7 @@ int main(void) {
     for (int k = 1; k <= NQ2; k++)
         submit_noop(p, &c, q2[0], q2[k]);
     usleep(1000000);
-    worker_stop(&w);
+    test_worker_stop(&w);
     events_poll(&ev, 500);
     for (int k = 0; k <= NQ2; k++)
         CHECK_MSG(events_wait(&ev, before, q2[k], LT_EV_STATE, -1, 0) < 0, "%s ended on the stopped worker",
@@ -558,7 +537,7 @@ int main(void) {
     worker_init(&w, &c, store, work, "w3");
     w.o.queue_max = 4;
     w.o.retry_base_ms = 60000;
-    worker_go(&w);
+    test_worker_go(&w);
     wait_all_final(&ev, before, q2, 1 + NQ2, 90);
     check_ran_once_in_order(&ev, before, q2, 1 + NQ2, LT_JOB_CANCELLED, "after a shutdown");
     for (int i = before; i < ev.n; i++)
@@ -568,7 +547,7 @@ int main(void) {
     CHECK_MSG(wait_committed(group, &c, partitions, 11 + NQ1 + NQ2, 10) == 11 + NQ1 + NQ2,
               "committed %lld, expected %d", (long long)committed_total(group, &c, partitions),
               11 + NQ1 + NQ2);
-    worker_stop(&w);
+    test_worker_stop(&w);
     unsetenv("AWS_ENDPOINT_URL");
 
     for (int i = 0; i < ev.n; i++)
