@@ -14,9 +14,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d /tmp/lathe-e2e-sa.XXXXXX)
 D="$W/data"
 T0=$(date +%s)
+NAME=e2e-standalone
 SA=
+# shellcheck source=lib.sh
+. "$HERE/lib.sh" # log json wait_for free_port; this test's own fail and cleanup below replace lib's
 
-log() { printf '[e2e-standalone %3ds] %s\n' $(($(date +%s) - T0)) "$*"; }
 fail() {
     log "FAIL: $*"
     echo "----- tail of $W/standalone.log"
@@ -29,18 +31,8 @@ cleanup() {
     if [ "${KEEP_E2E:-0}" = 1 ]; then echo "work folder kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-json() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); v=eval(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local end=$(($(date +%s) + limit))
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${limit}s waiting for $what"
-        sleep 0.3
-    done
-}
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export LATHE_URL="http://127.0.0.1:$PORT"
 api_up() { "$LATHE" list --limit 1 >/dev/null 2>&1; }
 start() {

@@ -1,4 +1,4 @@
-# Helpers shared by the multi-process end-to-end tests (e2e_jobs.sh, e2e_models.sh); sourced, not run.
+# Helpers shared by the multi-process end-to-end tests (e2e_jobs.sh, e2e_models.sh, e2e_standalone.sh); sourced.
 # The sourcing script sets W (its work folder), T0 (its start, `date +%s`) and NAME (its log tag) first,
 # and adds the pids it starts to PIDS, which the EXIT trap kills.
 # Provides: log fail cleanup free_port json wait_for; start_mock_kafka (sets BROKERS) and mock;
