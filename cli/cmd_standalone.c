@@ -57,15 +57,6 @@ typedef struct {
     lt_err err;
 } worker_slot;
 
-/* Adds a librdkafka property for the in-process workers' consumers: a short session, so a group whose
- * members all join at once settles in seconds (the mock cluster otherwise waits out 45 s sessions). */
-static void add_prop(lt_kafka_config *c, const char *name, const char *value) {
-    if (c->n_props >= LT_KAFKA_MAX_PROPS) return;
-    snprintf(c->props[c->n_props].name, sizeof c->props[c->n_props].name, "%s", name);
-    snprintf(c->props[c->n_props].value, sizeof c->props[c->n_props].value, "%s", value);
-    c->n_props++;
-}
-
 /* An in-process inference worker (inference/kafka_server.h) serving the endpoints' real-time requests. */
 typedef struct {
     lt_kserve_opts o;
@@ -167,12 +158,15 @@ int cmd_standalone(int argc, char **argv) {
         rc = cli_fail("standalone", err.msg);
         goto out;
     }
+    /* the in-process workers' and inference workers' consumers: a short session, so a group whose members
+     * all join at once settles in seconds (the mock cluster otherwise waits out 45 s sessions) */
+    lt_kafka_config member_kc = kc;
+    lt_kafka_config_add(&member_kc, "session.timeout.ms", "10000");
+    lt_kafka_config_add(&member_kc, "heartbeat.interval.ms", "1000");
     for (int64_t i = 0; i < workers; i++) {
         worker_slot *w = &slots[i];
         lt_worker_opts_init(&w->o);
-        w->o.kafka = kc;
-        add_prop(&w->o.kafka, "session.timeout.ms", "10000");
-        add_prop(&w->o.kafka, "heartbeat.interval.ms", "1000");
+        w->o.kafka = member_kc;
         snprintf(w->id, sizeof w->id, "standalone-%lld", (long long)i + 1);
         snprintf(w->work_dir, sizeof w->work_dir, "%.*s/.lathe/work/%s", PATH_MAX - 96, dir, w->id);
         w->o.worker_id = w->id;
@@ -189,9 +183,7 @@ int cmd_standalone(int argc, char **argv) {
     for (int64_t i = 0; i < kworkers; i++) {
         kserve_slot *w = &kslots[i];
         lt_kserve_opts_init(&w->o);
-        w->o.kafka = kc;
-        add_prop(&w->o.kafka, "session.timeout.ms", "10000");
-        add_prop(&w->o.kafka, "heartbeat.interval.ms", "1000");
+        w->o.kafka = member_kc;
         snprintf(w->id, sizeof w->id, "standalone-inference-%lld", (long long)i + 1);
         snprintf(w->cache, sizeof w->cache, "%.*s/.lathe/models", PATH_MAX - 96, dir);
         w->o.worker_id = w->id;

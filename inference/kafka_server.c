@@ -392,11 +392,11 @@ static void take(lt_kserve *k, rd_kafka_message_t *m) {
     }
 }
 
+/* name = value unless the configuration sets name already (LATHE_KAFKA_*) */
 static void add_prop(lt_kafka_config *c, const char *name, int value) {
-    if (lt_kafka_config_has(c, name) || c->n_props >= LT_KAFKA_MAX_PROPS) return;
-    snprintf(c->props[c->n_props].name, sizeof c->props[c->n_props].name, "%s", name);
-    snprintf(c->props[c->n_props].value, sizeof c->props[c->n_props].value, "%d", value);
-    c->n_props++;
+    char v[32];
+    snprintf(v, sizeof v, "%d", value);
+    if (!lt_kafka_config_has(c, name)) lt_kafka_config_add(c, name, v);
 }
 
 lt_status lt_kserve_new(lt_kserve **out, const lt_kserve_opts *o, lt_err *err) {

@@ -55,6 +55,13 @@ lt_status lt_kafka_config_init(lt_kafka_config *c, lt_err *err) {
     return st;
 }
 
+void lt_kafka_config_add(lt_kafka_config *c, const char *name, const char *value) {
+    if (c->n_props >= LT_KAFKA_MAX_PROPS) return;
+    snprintf(c->props[c->n_props].name, sizeof c->props[c->n_props].name, "%s", name);
+    snprintf(c->props[c->n_props].value, sizeof c->props[c->n_props].value, "%s", value);
+    c->n_props++;
+}
+
 lt_status lt_kafka_config_set(lt_kafka_config *c, const char *brokers, const char *prefix, lt_err *err) {
     lt_status st = LT_OK;
     if (brokers && *brokers) st = copy_str(c->brokers, sizeof c->brokers, brokers, "--brokers", err);

@@ -41,6 +41,9 @@ typedef struct {
 lt_status lt_kafka_config_init(lt_kafka_config *c, lt_err *err);
 /* Overrides (NULL leaves a value alone). LT_ERR_ARG when too long. */
 lt_status lt_kafka_config_set(lt_kafka_config *c, const char *brokers, const char *prefix, lt_err *err);
+/* Appends the passthrough property name = value; librdkafka applies them in order, so it wins over an
+ * earlier one of the same name. Ignored when c already holds LT_KAFKA_MAX_PROPS. */
+void lt_kafka_config_add(lt_kafka_config *c, const char *name, const char *value);
 
 /* The topics. */
 typedef enum {

@@ -199,10 +199,8 @@ static void test_gateway(const char *tmp) {
     if (!mock) return;
     lt_kafka_config_set(&kc, lt_kafka_mock_bootstraps(mock), NULL, &err);
     /* a short session so the group settles in a second on the mock */
-    snprintf(kc.props[kc.n_props].name, sizeof kc.props[0].name, "session.timeout.ms");
-    snprintf(kc.props[kc.n_props++].value, sizeof kc.props[0].value, "6000");
-    snprintf(kc.props[kc.n_props].name, sizeof kc.props[0].name, "heartbeat.interval.ms");
-    snprintf(kc.props[kc.n_props++].value, sizeof kc.props[0].value, "500");
+    lt_kafka_config_add(&kc, "session.timeout.ms", "6000");
+    lt_kafka_config_add(&kc, "heartbeat.interval.ms", "500");
 
     lt_gateway_opts go;
     lt_gateway_opts_init(&go);

@@ -312,6 +312,16 @@ static void test_config(void) {
         if (!strcmp(c.props[i].name, "socket.timeout.ms") && !strcmp(c.props[i].value, "12345")) found++;
     }
     CHECK(found == 2);
+    /* added properties go last (librdkafka applies them in order) and stop at LT_KAFKA_MAX_PROPS */
+    int before = c.n_props;
+    lt_kafka_config_add(&c, "socket.timeout.ms", "777");
+    CHECK(c.n_props == before + 1 && !strcmp(c.props[before].name, "socket.timeout.ms") &&
+          !strcmp(c.props[before].value, "777"));
+    lt_kafka_config full = c;
+    while (full.n_props < LT_KAFKA_MAX_PROPS)
+        lt_kafka_config_add(&full, "client.rack", "r");
+    lt_kafka_config_add(&full, "client.rack", "r");
+    CHECK(full.n_props == LT_KAFKA_MAX_PROPS);
     char t[LT_KAFKA_TOPIC_MAX];
     CHECK(!strcmp(lt_kafka_topic(&c, LT_TOPIC_JOBS_STATE, t, sizeof t), "dev.jobs.state"));
     CHECK(!strcmp(lt_kafka_topic(&c, LT_TOPIC_DLQ, t, sizeof t), "dev.dlq"));
@@ -553,11 +563,8 @@ static void test_consumer_stopped_before_assignment(void) {
     lt_kafka_config_set(&c, NULL, "t2.", NULL);
     c.jobs_partitions = 2;
     /* the mock coordinator waits up to a session timeout for the members of a rebalance: keep it short */
-    const char *props[2][2] = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
-    for (int i = 0; i < 2 && c.n_props < LT_KAFKA_MAX_PROPS; i++, c.n_props++) {
-        snprintf(c.props[c.n_props].name, sizeof c.props[c.n_props].name, "%s", props[i][0]);
-        snprintf(c.props[c.n_props].value, sizeof c.props[c.n_props].value, "%s", props[i][1]);
-    }
+    lt_kafka_config_add(&c, "session.timeout.ms", "6000");
+    lt_kafka_config_add(&c, "heartbeat.interval.ms", "500");
     lt_kafka_mock *m = lt_kafka_mock_new(1, &c, &err);
     CHECK_MSG(m != NULL, "mock: %s", err.msg);
     if (!m) return;
